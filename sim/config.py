@@ -1,0 +1,198 @@
+"""Hardware configuration: YAML presets loaded into validated, frozen pydantic models.
+
+Every error names the file and the dotted key, because a sweep user editing one of forty
+keys needs to know which one is wrong, not that "validation failed".
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "hw_configs"
+STANDARDS_DIR = HW_CONFIG_DIR / "standards"
+
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "int8": 1}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, located by file and dotted key."""
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source, self.key, self.message = source, key, message
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {message}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DramConfig(_Frozen):
+    standard: str = Field(description="name of a file in hw_configs/standards/ (without .yaml)")
+    channels: int = Field(gt=0, le=64)
+    bank_groups: int = Field(gt=0)
+    banks_per_channel: int = Field(gt=0, le=64)
+    rows_per_bank: int = Field(gt=0)
+    row_bytes: int = Field(gt=0)
+    column_bytes: int = Field(gt=0)
+    tck_ns: float = Field(gt=0)
+    io_pins_per_channel: int = Field(gt=0)
+    io_gbps_per_pin: float = Field(gt=0)
+    refresh: bool = True
+    timing: dict[str, int]
+
+    @model_validator(mode="after")
+    def _organisation(self) -> "DramConfig":
+        if self.banks_per_channel % self.bank_groups:
+            raise ValueError(
+                f"banks_per_channel ({self.banks_per_channel}) must be a multiple of bank_groups ({self.bank_groups})"
+            )
+        if self.row_bytes % self.column_bytes:
+            raise ValueError(f"row_bytes ({self.row_bytes}) must be a multiple of column_bytes ({self.column_bytes})")
+        return self
+
+    @property
+    def banks_per_group(self) -> int:
+        return self.banks_per_channel // self.bank_groups
+
+    @property
+    def columns_per_row(self) -> int:
+        return self.row_bytes // self.column_bytes
+
+
+class PimConfig(_Frozen):
+    macs_per_bank: int = Field(gt=0, description="multipliers per bank, each one MAC per column access")
+    mac_dtype: Literal["bf16", "fp16", "fp32", "int8"] = "bf16"
+    global_buffer_bytes: int = Field(gt=0)
+
+
+class HardwareConfig(_Frozen):
+    name: str
+    description: str = ""
+    dram: DramConfig
+    pim: PimConfig | None = None
+    source: str = Field(default="<memory>", exclude=True)
+
+    def resolved(self) -> dict[str, Any]:
+        """Plain-data form (for result files): every key with its value."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), "", f"malformed YAML: {where}{problem}") from None
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A preset name (`pim-gpt`) or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    candidate = HW_CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    presets = sorted(x.stem for x in HW_CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(str(name_or_path), "", f"no such file or preset; presets are: {', '.join(presets)}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`dram.timing.nRP=30` -> ("dram.timing.nRP", 30); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError("--set", text, "expected KEY=VALUE, e.g. dram.timing.nRP=30")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError("--set", text, "empty key")
+    return key, yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any], source: str) -> dict:
+    """Set dotted keys in a raw config dict; a key must already exist unless its parent is a mapping of timings."""
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        node = data
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(source, key, f"unknown key '{'.'.join(parts[: depth + 1])}'")
+            node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(source, key, "parent is not a mapping")
+        leaf = parts[-1]
+        if leaf not in node and parts[:-1] != ["dram", "timing"]:
+            known = ", ".join(sorted(node)) if node else "(none)"
+            raise ConfigError(source, key, f"unknown key '{leaf}'; known keys here: {known}")
+        node[leaf] = value
+    return data
+
+
+def _validation_error(source: str, exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(source, key, msg)
+
+
+def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> HardwareConfig:
+    """Load, override, validate: the config plus its DRAM standard compiled against its timings."""
+    path = resolve_config_path(name_or_path)
+    raw = _read_yaml(path)
+    source = str(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "", "expected a mapping at the top level")
+    if overrides:
+        raw = apply_overrides(raw, overrides, source)
+    try:
+        cfg = HardwareConfig(**raw, source=source)
+    except ValidationError as exc:
+        raise _validation_error(source, exc) from None
+    except TypeError as exc:  # e.g. a key that collides with the model's own arguments
+        raise ConfigError(source, "", str(exc)) from None
+    # Validates timings against the standard (missing/unknown/impossible values).
+    from sim.dram_spec import compile_standard
+
+    compile_standard(cfg)
+    _check_pim(cfg)
+    return cfg
+
+
+def _check_pim(cfg: HardwareConfig) -> None:
+    if cfg.pim is None:
+        return
+    feed_bytes = cfg.pim.macs_per_bank * DTYPE_BYTES[cfg.pim.mac_dtype]
+    if feed_bytes != cfg.dram.column_bytes:
+        raise ConfigError(
+            cfg.source,
+            "pim.macs_per_bank",
+            f"{cfg.pim.macs_per_bank} x {cfg.pim.mac_dtype} = {feed_bytes} B per MAC, but one column access "
+            f"delivers dram.column_bytes = {cfg.dram.column_bytes} B",
+        )
+    if cfg.pim.global_buffer_bytes % cfg.dram.column_bytes:
+        raise ConfigError(cfg.source, "pim.global_buffer_bytes", "must be a multiple of dram.column_bytes")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in HW_CONFIG_DIR.glob("*.yaml"))
