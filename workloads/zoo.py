@@ -22,8 +22,10 @@ def _explain(err: ValidationError) -> str:
         key = ".".join(str(part) for part in e["loc"]) or "<model>"
         if e["type"] == "unexpected_keyword_argument":
             lines.append(f"unknown key {key!r} (allowed: {', '.join(SPEC_KEYS)})")
-        elif e["type"] == "missing_argument":
+        elif e["type"] in ("missing", "missing_argument"):
             lines.append(f"missing key {key!r}")
+        elif e["type"] == "value_error" and isinstance(e.get("ctx", {}).get("error"), SpecError):
+            lines.append(str(e["ctx"]["error"]).split(": ", 1)[-1])  # drop the repeated "model 'x': "
         else:
             lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(lines)
