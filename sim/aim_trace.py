@@ -106,12 +106,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.commands import barrier, channel_mask, column, program, simple
+from sim.commands import PSEUDO_ROW_BASE, barrier, channel_mask, column, program, simple
 
 AIM_MASK_BITS = 32
 AIM_MASK_ALL = (1 << AIM_MASK_BITS) - 1
 # Row given to AF16 by that simulator: outside every data row, one per activation-function mode.
-AF_ROW_BASE = 1 << 29
+AF_ROW_BASE = PSEUDO_ROW_BASE  # the AiM model's activation-function rows
 AF_MODES = 8
 CFR_BROADCAST, CFR_EWMUL_BG, CFR_AFM = 0, 1, 2
 CFR_LIMITS = {CFR_BROADCAST: 1, CFR_EWMUL_BG: 1, CFR_AFM: AF_MODES - 1}

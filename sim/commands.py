@@ -24,6 +24,9 @@ OP_COLUMN, OP_SIMPLE, OP_PRECHARGE, OP_BARRIER = 1, 2, 3, 4
 F_OP, F_CHMASK, F_CMD, F_BANK, F_ROW, F_COL, F_COUNT, F_FLAGS = range(8)
 N_FIELDS = 8
 ALL_BANKS = -1
+# Rows at and above PSEUDO_ROW_BASE are not storage: they are opened like rows but address a
+# device table (AiM's activation-function lookup rows), so they bypass the rows_per_bank check.
+PSEUDO_ROW_BASE = 1 << 29
 FLAG_BLOCKING = 1
 OP_NAMES = {OP_COLUMN: "column", OP_SIMPLE: "simple", OP_PRECHARGE: "precharge", OP_BARRIER: "barrier"}
 

@@ -390,16 +390,17 @@ def test_assert_schedule_ok_lists_violations(pim):
 def refresh_passes(n_passes: int) -> list[tuple]:
     """Row passes separated by refresh and register writes (pim-gpt), all tight.
 
-    REFab = PREA@194 + nRP = 226 (ACT16 + nRC = 89 is earlier); TMOD (first pass only) at 227,
-    WRGB at 259 = TMOD + nMODCH and at 426 (released then); the next ACT16 at REFab + nRFC = 436,
-    so the widest rule (nRFC) binds across unrelated commands, ten cycles past the bus bound.
+    REFab = PREA@194 + nRP = 226 (ACT16 + nRC = 89 is earlier); TMOD to register mode at 227,
+    WRGB at 259 = TMOD + nMODCH and at 261 (nBL), TMOD back to memory mode at 262 (bus; the last
+    TMOD's nMODCH ended at 259); the next ACT16 at REFab + nRFC = 436, so the widest rule (nRFC)
+    binds across unrelated commands, far past the bus bound.
     """
     entries, start = [], 0
     for k in range(n_passes):
         entries += row_pass_entries(row=k, start=start)
         ref = start + 226
-        entries += [("REFab", ref)] + ([("TMOD", ref + 1)] if k == 0 else [])
-        entries += [("WRGB", ref + 33, -1, -1, ref + 33), ("WRGB", ref + 200, -1, -1, ref + 200)]
+        entries += [("REFab", ref), ("TMOD", ref + 1)]
+        entries += [("WRGB", ref + 33, -1, -1, ref + 33), ("WRGB", ref + 35), ("TMOD", ref + 36)]
         start = ref + 210
     return entries
 
