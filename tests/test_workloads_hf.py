@@ -212,3 +212,18 @@ def test_named_model_rejects_other_checkpoint(gpt2_dir):
 def test_unknown_path_lists_builtin_names(tmp_path):
     with pytest.raises(SpecError, match="unknown model .*nowhere.*gpt2-small.*llama2-7b"):
         load_model(tmp_path / "nowhere")
+
+
+def test_tokenizer_json_in_directory_is_used(tmp_path, gpt2_dir):
+    """A tokenizer.json beside the checkpoint (as HF ships it) gives the model a tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    _, path = gpt2_dir
+    target = _copy_config(path, tmp_path / "with_tokenizer")
+    (target / "model.safetensors").symlink_to(path / "model.safetensors")
+    vocab = {ch: i for i, ch in enumerate("abcdefgh")} | {"ab": 8, "abc": 9}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("a", "b"), ("ab", "c")]))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(target / "tokenizer.json"))
+    model = load_model(target)
+    assert model.tokenizer.encode("abcd") == [9, 3]  # merges applied: "abc" + "d"

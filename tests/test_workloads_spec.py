@@ -230,3 +230,11 @@ def test_cli_unknown_model_fails_with_names(capsys):
     assert models_main(["--model", "gpt5"]) == 2
     err = capsys.readouterr().err
     assert "gpt5" in err and "smollm2-135m" in err
+
+
+def test_pimsim_dispatcher_reaches_models(capsys):
+    from sim.cli import main as pimsim_main
+
+    assert pimsim_main(["models", "--model", "smollm2-135m", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["params"] == 134_515_008 and row["kv_bytes_per_position"] == 2 * 30 * 192 * 2
