@@ -227,3 +227,20 @@ def test_tokenizer_json_in_directory_is_used(tmp_path, gpt2_dir):
     tok.save(str(target / "tokenizer.json"))
     model = load_model(target)
     assert model.tokenizer.encode("abcd") == [9, 3]  # merges applied: "abc" + "d"
+
+
+def test_gpt2_base_model_names_and_buffers_accepted(tmp_path, gpt2_dir):
+    """Older GPT-2 checkpoints (GPT2Model) lack the "transformer." prefix and carry the causal
+    mask buffer `h.N.attn.bias`; they load to the same model."""
+    hf_model, path = gpt2_dir
+
+    def edit(t):
+        for name in list(t):
+            t[name.removeprefix("transformer.")] = t.pop(name)
+        t["h.0.attn.bias"] = np.tril(np.ones((1, 1, CONTEXT, CONTEXT), np.float32))
+
+    target = _rewrite(path, tmp_path / "legacy", edit)
+    tokens = [3, 14, 15, 92, 65]
+    with torch.no_grad():
+        expected = hf_model(torch.tensor([tokens])).logits[0].numpy()
+    np.testing.assert_allclose(load_model(target).prefill(tokens)[0], expected, rtol=0, atol=ATOL)

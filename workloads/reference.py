@@ -123,8 +123,8 @@ def split_heads(x: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def merge_heads(x: np.ndarray) -> np.ndarray:
-    # x: [..heads.., T, dh] with heads flattened first -> [T, heads * dh]
-    *heads, t_new, d_head = x.shape
+    # x: [Hkv, G, T, dh] or [H, T, dh] -> [T, H * dh]
+    t_new, d_head = x.shape[-2:]
     return x.reshape(-1, t_new, d_head).transpose(1, 0, 2).reshape(t_new, -1)
 
 
