@@ -1,12 +1,89 @@
-"""`pimsim` command line: the composition root that wires workloads, mapping and sim together.
+"""`pimsim`: simulate GPT inference on processing-in-memory hardware.
 
-Subcommands import their modules lazily so `pimsim --help` stays fast and a missing optional
-piece only affects the subcommand that needs it.
+The command line is the composition root: it wires workloads, mapping and sim together.
+Subcommands import their modules lazily so `pimsim --help` stays fast.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+
+
+def _overrides(pairs: list[str] | None) -> dict:
+    from sim.config import parse_override
+
+    return dict(parse_override(p) for p in (pairs or []))
+
+
+def _add_hw(p: argparse.ArgumentParser, default: str | None = "pim-gpt") -> None:
+    p.add_argument("--hw", default=default, help="preset name (hw_configs/NAME.yaml) or path to a YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set dram.timing.nRP=30 (repeatable)")
+
+
+def _cmd_validate(argv: list[str]) -> int:
+    from sim.config import load_config
+    from sim.derived import derived_figures
+
+    p = argparse.ArgumentParser(prog="pimsim validate", description="validate a hardware config and print derived figures")
+    p.add_argument("config", nargs="?", default="pim-gpt", help="preset name or YAML path (default pim-gpt)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config, _overrides(a.set))
+    figs = derived_figures(cfg)
+    if a.json:
+        print(json.dumps({"config": cfg.resolved(), "derived": {f.name: {"value": f.value, "unit": f.unit} for f in figs}}, indent=2))
+        return 0
+    print(f"{cfg.source}: OK  ({cfg.name}: {cfg.description})")
+    for f in figs:
+        val = f"{f.value:,.4g}" if isinstance(f.value, float) and not float(f.value).is_integer() else f"{int(f.value):,}"
+        print(f"  {f.name:32s} {val:>14s} {f.unit:8s} {f.how}")
+    return 0
+
+
+def _cmd_run_trace(argv: list[str]) -> int:
+    from sim.aim_trace import load_aim_trace
+    from sim.config import load_config
+    from sim.engine import Engine
+    from sim.results import provenance, write_json_atomic
+
+    p = argparse.ArgumentParser(prog="pimsim run-trace",
+                                description="time a trace in the text format of the public AiM simulator")
+    p.add_argument("trace", help="trace file (AiM ISR text format)")
+    _add_hw(p, default="aim-32ch")
+    p.add_argument("--no-refresh", action="store_true", help="do not issue refresh (as the public AiM simulator)")
+    p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file")
+    a = p.parse_args(argv)
+    cfg = load_config(a.hw, _overrides(a.set))
+    prog = load_aim_trace(a.trace, cfg)
+    eng = Engine(cfg, refresh=False if a.no_refresh else None)
+    t0 = time.perf_counter()
+    res = eng.run(prog)
+    wall = time.perf_counter() - t0
+    commands = res.command_totals()
+    n = sum(commands.values())
+    print(f"trace {a.trace} on {cfg.name} ({cfg.dram.channels} channels, refresh {'on' if eng.refresh else 'off'})")
+    print(f"cycles={res.cycles} time_us={res.time_ns / 1e3:.3f} row_hit_rate={res.row_hit_rate():.4f}")
+    print("commands " + " ".join(f"{k}={v}" for k, v in commands.items()))
+    print(f"simulated {n} commands in {wall:.3f} s ({n / max(wall, 1e-9) / 1e6:.1f} M commands/s)")
+    if a.json:
+        payload = {
+            "cycles": res.cycles,
+            "time_ns": res.time_ns,
+            "commands": commands,
+            "commands_per_channel": {cfg_name: [int(x) for x in res.counts[:, i]]
+                                     for i, cfg_name in enumerate(res.command_names) if res.counts[:, i].any()},
+            "row_hit_rate": res.row_hit_rate(),
+            "refresh": eng.refresh,
+            "trace": a.trace,
+            **provenance(cfg),
+        }
+        write_json_atomic(a.json, payload)
+        print(f"wrote {a.json}")
+    return 0
 
 
 def _cmd_models(argv: list[str]) -> int:
@@ -16,19 +93,29 @@ def _cmd_models(argv: list[str]) -> int:
 
 
 SUBCOMMANDS = {
-    "models": (_cmd_models, "list built-in and YAML models with sizes and per-token costs"),
+    "validate": (_cmd_validate, "check a hardware config and print derived figures"),
+    "run-trace": (_cmd_run_trace, "time a trace of the public AiM simulator"),
+    "models": (_cmd_models, "list models with sizes and per-token costs"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sim.config import ConfigError
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="pimsim", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in sorted(SUBCOMMANDS.items())))
-    if not argv or argv[0] in ("-h", "--help"):
-        parser.print_help()
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
+        print("usage: pimsim COMMAND [options]\n\n" + __doc__.splitlines()[0] + "\n\ncommands:")
+        for name, (_, text) in SUBCOMMANDS.items():
+            print(f"  {name:10s} {text}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\npimsim: error: unknown command '{argv[0]}'", file=sys.stderr)
+            return 2
         return 0 if argv else 2
-    ns, rest = parser.parse_known_args(argv[:1])
-    return SUBCOMMANDS[ns.command][0](argv[1:])
+    try:
+        return SUBCOMMANDS[argv[0]][0](argv[1:])
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"pimsim {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Fields:  OP  CHMASK  CMD  BANK  ROW  COL  COUNT  FLAGS
           first when it is not open (BANK = ALL_BANKS for all-bank commands such as MAC16);
           OP_SIMPLE: COUNT commands CMD that touch no row (WRGB, WRMAC16, RDMAC16, ...);
           OP_PRECHARGE: close every open row of the channel;
-          OP_BARRIER: later instructions wait until everything already issued has completed.
+          OP_BARRIER: later instructions wait until everything already issued has completed;
+          OP_RAW: COUNT commands CMD issued exactly as given (no mode change, no ACT/PRE added):
+          a user's own command stream, timed but not corrected (state legality is the user's).
 - CHMASK  bit c set = the instruction runs on channel c (every channel in the mask, same work).
 - FLAGS   FLAG_BLOCKING: later instructions wait for this one's commands to complete (a read
           of MAC results must return before the host can use them).
@@ -20,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-OP_COLUMN, OP_SIMPLE, OP_PRECHARGE, OP_BARRIER = 1, 2, 3, 4
+OP_COLUMN, OP_SIMPLE, OP_PRECHARGE, OP_BARRIER, OP_RAW = 1, 2, 3, 4, 5
 F_OP, F_CHMASK, F_CMD, F_BANK, F_ROW, F_COL, F_COUNT, F_FLAGS = range(8)
 N_FIELDS = 8
 ALL_BANKS = -1
@@ -28,7 +30,8 @@ ALL_BANKS = -1
 # device table (AiM's activation-function lookup rows), so they bypass the rows_per_bank check.
 PSEUDO_ROW_BASE = 1 << 29
 FLAG_BLOCKING = 1
-OP_NAMES = {OP_COLUMN: "column", OP_SIMPLE: "simple", OP_PRECHARGE: "precharge", OP_BARRIER: "barrier"}
+OP_NAMES = {OP_COLUMN: "column", OP_SIMPLE: "simple", OP_PRECHARGE: "precharge", OP_BARRIER: "barrier",
+            OP_RAW: "raw"}
 
 
 def channel_mask(channels: Iterable[int] | int) -> int:
@@ -63,6 +66,10 @@ def precharge(chmask: int) -> list[int]:
 
 def barrier(chmask: int) -> list[int]:
     return instr(OP_BARRIER, chmask)
+
+
+def raw(chmask: int, cmd: int, bank: int = ALL_BANKS, row: int = -1, col: int = 0, count: int = 1) -> list[int]:
+    return instr(OP_RAW, chmask, cmd, bank, row, col, count, 0)
 
 
 def program(rows: Iterable[list[int]]) -> np.ndarray:

@@ -22,7 +22,7 @@ from numba import njit
 
 from sim.commands import (
     ALL_BANKS, F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_FLAGS, F_OP, F_ROW, FLAG_BLOCKING, N_FIELDS,
-    OP_BARRIER, OP_COLUMN, OP_PRECHARGE, OP_SIMPLE, PSEUDO_ROW_BASE, SCHEDULE_DTYPE,
+    OP_BARRIER, OP_COLUMN, OP_PRECHARGE, OP_RAW, OP_SIMPLE, PSEUDO_ROW_BASE, SCHEDULE_DTYPE,
 )
 from sim.config import HardwareConfig
 from sim.dram_spec import CompiledStandard, MODE_ANY, MODE_MEM, compile_standard
@@ -234,6 +234,16 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                 d = burst(ch, prog[i, F_CMD], prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL], prog[i, F_COUNT], release)
                 if d > done_max:
                     done_max = d
+            elif op == OP_RAW:
+                cmd = prog[i, F_CMD]
+                for k in range(prog[i, F_COUNT]):
+                    t = earliest(ch, cmd, prog[i, F_BANK], release)
+                    while refresh_if_due(ch, t):
+                        t = earliest(ch, cmd, prog[i, F_BANK], release)
+                    issue(ch, cmd, prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL] + k, t, release)
+                    d = t + tab[cmd, T_DONE]
+                    if d > done_max:
+                        done_max = d
             elif op == OP_PRECHARGE:
                 close_all(ch, release)
             elif op == OP_BARRIER:
@@ -255,17 +265,17 @@ def _validate_program(prog: np.ndarray, std: CompiledStandard, cfg: HardwareConf
         return
     d = cfg.dram
     op = prog[:, F_OP]
-    bad = ~np.isin(op, [OP_COLUMN, OP_SIMPLE, OP_PRECHARGE, OP_BARRIER])
+    bad = ~np.isin(op, [OP_COLUMN, OP_SIMPLE, OP_PRECHARGE, OP_BARRIER, OP_RAW])
     _fail_if(bad, prog, "unknown opcode")
     mask = prog[:, F_CHMASK]
     _fail_if((mask <= 0) | ((mask >> d.channels) != 0), prog, f"channel mask must select channels 0..{d.channels - 1}")
-    work = (op == OP_COLUMN) | (op == OP_SIMPLE)
+    work = (op == OP_COLUMN) | (op == OP_SIMPLE) | (op == OP_RAW)
     cmd = prog[:, F_CMD]
     n_cmd = len(std.command_names)
     _fail_if(work & ((cmd < 0) | (cmd >= n_cmd)), prog, "unknown command id")
     _fail_if(work & (prog[:, F_COUNT] < 1), prog, "count must be >= 1")
     safe = np.clip(cmd, 0, n_cmd - 1)
-    col = work & std.is_column[safe]
+    col = work & (std.is_column[safe] | ((op == OP_RAW) & std.opens_row[safe]))
     _fail_if((op == OP_COLUMN) & ~std.is_column[safe], prog, "OP_COLUMN needs a column command")
     _fail_if((op == OP_SIMPLE) & (std.is_column[safe] | std.opens_row[safe] | std.closes_row[safe]), prog,
              "OP_SIMPLE takes commands that touch no row")
