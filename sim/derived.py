@@ -17,17 +17,6 @@ class Figure:
     how: str
 
 
-def _self_gap_cycles(cfg: HardwareConfig, cmd: str) -> int:
-    """Cycles between back-to-back `cmd` to the same open row (the max of its self rows)."""
-    std = compile_standard(cfg)
-    c = std.cmd(cmd)
-    gap = std.issue_gap
-    for k in range(std.row_ptr[c], std.row_ptr[c + 1]):
-        if std.row_after[k] == c:
-            gap = max(gap, int(std.row_cycles[k]))
-    return gap
-
-
 def derived_figures(cfg: HardwareConfig) -> list[Figure]:
     d, t = cfg.dram, cfg.dram.timing
     banks = d.channels * d.banks_per_channel
@@ -41,7 +30,8 @@ def derived_figures(cfg: HardwareConfig) -> list[Figure]:
                "channels x column_bytes / (nBL x tck); should match the external bandwidth"),
     ]
     if cfg.pim is not None:
-        gap = _self_gap_cycles(cfg, "MAC16")
+        std = compile_standard(cfg)
+        gap = std.self_gap(std.cmd("MAC16"))  # cycles between back-to-back all-bank MACs
         mac_ns = gap * d.tck_ns
         cols = d.columns_per_row
         row_pass = t["nRCDRDMAC"] + (cols - 1) * gap + t["nRTP"] + t["nRP"]

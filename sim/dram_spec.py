@@ -135,6 +135,12 @@ class CompiledStandard:
     source: str = ""
     table: tuple = field(default=(), repr=False)  # (after, before, scope, cycles, window) rows, for the checker
 
+    def self_gap(self, cmd: int) -> int:
+        """Cycles between back-to-back `cmd` to the same target: its widest self row, or the bus gap."""
+        lo, hi = self.row_ptr[cmd], self.row_ptr[cmd + 1]
+        own = self.row_cycles[lo:hi][self.row_after[lo:hi] == cmd]
+        return int(max(self.issue_gap, own.max(initial=0)))
+
     def cmd(self, name: str) -> int:
         try:
             return self.command_names.index(name)

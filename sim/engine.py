@@ -300,12 +300,8 @@ def _fail_if(bad: np.ndarray, prog: np.ndarray, what: str) -> None:
 def _self_gap(std: CompiledStandard) -> tuple[np.ndarray, np.ndarray]:
     """Spacing of back-to-back identical commands, and whether the burst shortcut is exact for them."""
     n = len(std.command_names)
-    gap = np.full(n, std.issue_gap, np.int64)
-    for b in range(n):
-        for k in range(std.row_ptr[b], std.row_ptr[b + 1]):
-            if std.row_after[k] == b:
-                gap[b] = max(gap[b], std.row_cycles[k])
-    in_window = (std.win_member & std.win_applies).any(axis=0) if len(std.win_size) else np.zeros(n, bool)
+    gap = np.array([std.self_gap(c) for c in range(n)], np.int64)
+    in_window = (std.win_member & std.win_applies).any(axis=0)
     ok = ~std.opens_row & ~std.closes_row & ~std.is_refresh & ~in_window
     return gap, ok
 
