@@ -60,6 +60,7 @@ def _cmd_run_trace(argv: list[str]) -> int:
     cfg = load_config(a.hw, _overrides(a.set))
     prog = load_aim_trace(a.trace, cfg)
     eng = Engine(cfg, refresh=False if a.no_refresh else None)
+    eng.warm_up()
     t0 = time.perf_counter()
     res = eng.run(prog)
     wall = time.perf_counter() - t0
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     try:
         return SUBCOMMANDS[argv[0]][0](argv[1:])
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, OSError) as exc:
         print(f"pimsim {argv[0]}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,9 +9,11 @@ Fields:  OP  CHMASK  CMD  BANK  ROW  COL  COUNT  FLAGS
           first when it is not open (BANK = ALL_BANKS for all-bank commands such as MAC16);
           OP_SIMPLE: COUNT commands CMD that touch no row (WRGB, WRMAC16, RDMAC16, ...);
           OP_PRECHARGE: close every open row of the channel;
-          OP_BARRIER: later instructions wait until everything already issued has completed;
-          OP_RAW: COUNT commands CMD issued exactly as given (no mode change, no ACT/PRE added):
-          a user's own command stream, timed but not corrected (state legality is the user's).
+          OP_BARRIER: later instructions wait until everything already issued to the masked
+          channels has completed;
+          OP_RAW: COUNT commands CMD issued exactly as given (no mode change, no ACT/PRE, no
+          refresh added): a user's own command stream, timed but not corrected (its state
+          legality is the user's; refresh due meanwhile is issued at the next non-raw command).
 - CHMASK  bit c set = the instruction runs on channel c (every channel in the mask, same work).
 - FLAGS   FLAG_BLOCKING: later instructions wait for this one's commands to complete (a read
           of MAC results must return before the host can use them).
@@ -30,9 +32,6 @@ ALL_BANKS = -1
 # device table (AiM's activation-function lookup rows), so they bypass the rows_per_bank check.
 PSEUDO_ROW_BASE = 1 << 29
 FLAG_BLOCKING = 1
-OP_NAMES = {OP_COLUMN: "column", OP_SIMPLE: "simple", OP_PRECHARGE: "precharge", OP_BARRIER: "barrier",
-            OP_RAW: "raw"}
-
 
 def channel_mask(channels: Iterable[int] | int) -> int:
     """Channel list (or a single channel) -> bit mask (bit c = channel c)."""

@@ -28,12 +28,13 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `true` or "30" where a number belongs is an error, not a silent 1 or 30
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DramConfig(_Frozen):
     standard: str = Field(description="name of a file in hw_configs/standards/ (without .yaml)")
-    channels: int = Field(gt=0, le=64)
+    channels: int = Field(gt=0, le=63)  # channel masks are int64 bit sets
     bank_groups: int = Field(gt=0)
     banks_per_channel: int = Field(gt=0, le=64)
     rows_per_bank: int = Field(gt=0)
@@ -85,13 +86,29 @@ class HardwareConfig(_Frozen):
 # --------------------------------------------------------------------------- loading
 
 
-def _read_yaml(path: Path) -> Any:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; every failure is a ConfigError naming the file (and line)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(str(path), "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -102,7 +119,7 @@ def _read_yaml(path: Path) -> Any:
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A preset name (`pim-gpt`) or a path to a YAML file."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():
         return p
     candidate = HW_CONFIG_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
@@ -119,7 +136,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ConfigError("--set", text, "empty key")
-    return key, yaml.safe_load(raw) if raw.strip() else None
+    try:
+        return key, yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError("--set", key, f"value '{raw}' is not valid YAML") from None
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any], source: str) -> dict:
@@ -159,7 +179,7 @@ def _validation_error(source: str, exc: ValidationError) -> ConfigError:
 def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> HardwareConfig:
     """Load, override, validate: the config plus its DRAM standard compiled against its timings."""
     path = resolve_config_path(name_or_path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     source = str(path)
     if not isinstance(raw, dict):
         raise ConfigError(source, "", "expected a mapping at the top level")
@@ -182,6 +202,11 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
 def _check_pim(cfg: HardwareConfig) -> None:
     if cfg.pim is None:
         return
+    from sim.dram_spec import compile_standard
+
+    if "MAC16" not in compile_standard(cfg).command_names:
+        raise ConfigError(cfg.source, "pim", f"a pim section needs a standard with all-bank MAC16; "
+                                             f"'{cfg.dram.standard}' has none")
     feed_bytes = cfg.pim.macs_per_bank * DTYPE_BYTES[cfg.pim.mac_dtype]
     if feed_bytes != cfg.dram.column_bytes:
         raise ConfigError(

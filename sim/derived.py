@@ -26,27 +26,29 @@ def derived_figures(cfg: HardwareConfig) -> list[Figure]:
         Figure("capacity", cap / 2**30, "GiB", "channels x banks x rows x row_bytes"),
         Figure("banks", banks, "", "channels x banks_per_channel"),
         Figure("peak_external_bandwidth", ext, "GB/s", "channels x io_pins x io_gbps_per_pin / 8"),
-        Figure("data_bus_bandwidth_from_timing", d.channels * d.column_bytes / (t["nBL"] * d.tck_ns), "GB/s",
-               "channels x column_bytes / (nBL x tck); should match the external bandwidth"),
     ]
+    if "nBL" in t:
+        figs.append(Figure("data_bus_bandwidth_from_timing", d.channels * d.column_bytes / (t["nBL"] * d.tck_ns),
+                           "GB/s", "channels x column_bytes / (nBL x tck); should match the external bandwidth"))
     if cfg.pim is not None:
         std = compile_standard(cfg)
         gap = std.self_gap(std.cmd("MAC16"))  # cycles between back-to-back all-bank MACs
         mac_ns = gap * d.tck_ns
         cols = d.columns_per_row
-        row_pass = t["nRCDRDMAC"] + (cols - 1) * gap + t["nRTP"] + t["nRP"]
+        row_pass = max(t["nRCDRDMAC"] + (cols - 1) * gap + t["nRTP"], t["nRAS"]) + t["nRP"]
         figs += [
             Figure("peak_internal_bandwidth", banks * d.column_bytes / mac_ns, "GB/s",
                    "banks x column_bytes / (MAC16 spacing x tck): every bank reads one column per MAC16"),
             Figure("peak_mac_throughput", banks * cfg.pim.macs_per_bank * 2 / mac_ns / 1e3, "TFLOPS",
                    "banks x macs_per_bank x 2 FLOP / MAC16 spacing"),
             Figure("row_pass_cycles", row_pass, "cycles",
-                   "nRCDRDMAC + (columns_per_row - 1) x MAC16 spacing + nRTP + nRP"),
+                   "max(nRCDRDMAC + (columns_per_row - 1) x MAC16 spacing + nRTP, nRAS) + nRP"),
             Figure("row_pass_mac_utilisation", cols * gap / row_pass, "",
                    "MAC cycles / row pass cycles (ACT and PRE not hidden)"),
             Figure("global_buffer_columns", cfg.pim.global_buffer_bytes // d.column_bytes, "columns",
                    "global_buffer_bytes / column_bytes"),
         ]
-    if d.refresh:
-        figs.append(Figure("refresh_time_fraction", t["nRFC"] / t["nREFI"], "", "nRFC / nREFI (all-bank refresh)"))
+    if d.refresh and {"nRFC", "nREFI"} <= t.keys():
+        figs.append(Figure("refresh_time_fraction", t["nRFC"] / t["nREFI"], "",
+                           "nRFC / nREFI: the share of time no row can be activated (all-bank refresh)"))
     return figs

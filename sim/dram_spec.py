@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sim.config import STANDARDS_DIR, ConfigError, HardwareConfig
+from sim.config import STANDARDS_DIR, ConfigError, HardwareConfig, read_yaml
 
 SCOPE_BANK, SCOPE_BANKGROUP, SCOPE_CHANNEL = 0, 1, 2
 SCOPES = {"bank": SCOPE_BANK, "bankgroup": SCOPE_BANKGROUP, "channel": SCOPE_CHANNEL}
@@ -33,7 +32,7 @@ class CommandSpec(BaseModel):
     column: bool = False
     refresh: bool = False
     mode: Literal["any", "mem", "reg"] = "any"
-    done: str = "0"
+    done: str | int = "0"
 
 
 class ConstraintRow(BaseModel):
@@ -56,16 +55,25 @@ class StandardSpec(BaseModel):
     constraints: list[ConstraintRow]
 
 
+def standard_path(name: str, config_source: str = "") -> Path:
+    """A standard's file: a name in hw_configs/standards/, or a YAML path relative to the config."""
+    if not name.endswith((".yaml", ".yml")):
+        return STANDARDS_DIR / f"{name}.yaml"
+    path = Path(name)
+    if not path.is_absolute() and config_source and not config_source.startswith("<"):
+        path = Path(config_source).parent / path
+    return path
+
+
 @lru_cache(maxsize=16)
-def load_standard(name: str) -> tuple[StandardSpec, str]:
-    path = Path(name) if name.endswith((".yaml", ".yml")) else STANDARDS_DIR / f"{name}.yaml"
+def load_standard(path_text: str) -> tuple[StandardSpec, str]:
+    path = Path(path_text)
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in STANDARDS_DIR.glob("*.yaml")))
-        raise ConfigError(str(path), "", f"DRAM standard '{name}' not found; known standards: {known}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), "", f"malformed YAML: {exc}") from None
+        raise ConfigError(str(path), "", f"DRAM standard '{path.stem}' not found; known standards: {known}")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "", "a DRAM standard is a YAML mapping (name, timing_parameters, commands, constraints)")
     try:
         return StandardSpec(**raw), str(path)
     except ValidationError as exc:
@@ -164,6 +172,9 @@ def _expand(names: str | list[str], spec: StandardSpec, source: str, key: str) -
     return out
 
 
+MAX_TIMING_CYCLES = 2**31 - 1  # keeps every sum far from the engine's "never issued" sentinel
+
+
 def _check_timing_values(cfg: HardwareConfig, spec: StandardSpec) -> dict[str, int]:
     timing = dict(cfg.dram.timing)
     src = cfg.source
@@ -175,6 +186,8 @@ def _check_timing_values(cfg: HardwareConfig, spec: StandardSpec) -> dict[str, i
             raise ConfigError(src, f"dram.timing.{name}", f"unknown timing for standard '{spec.name}'; known: {', '.join(spec.timing_parameters)}")
         if value < 0:
             raise ConfigError(src, f"dram.timing.{name}", f"negative value {value}; timings are cycles >= 0")
+        if value > MAX_TIMING_CYCLES:
+            raise ConfigError(src, f"dram.timing.{name}", f"{value} cycles is beyond {MAX_TIMING_CYCLES}")
     t = timing
 
     def need(cond: bool, key: str, msg: str) -> None:
@@ -198,14 +211,21 @@ def _check_timing_values(cfg: HardwareConfig, spec: StandardSpec) -> dict[str, i
 
 
 def compile_standard(cfg: HardwareConfig) -> CompiledStandard:
-    spec, ssrc = load_standard(cfg.dram.standard)
+    path = str(standard_path(cfg.dram.standard, cfg.source))
+    spec, _ = load_standard(path)
     timing = _check_timing_values(cfg, spec)
-    return _compile(cfg.dram.standard, tuple(sorted(timing.items())), cfg.source)
+    try:
+        return _compile(path, tuple(sorted(timing.items())))
+    except ConfigError as exc:
+        if exc.source == "<config>":  # a timing-dependent error: it belongs to this config file
+            raise ConfigError(cfg.source, exc.key, exc.message) from None
+        raise
 
 
 @lru_cache(maxsize=64)
-def _compile(standard: str, timing_items: tuple, cfg_source: str) -> CompiledStandard:
-    spec, ssrc = load_standard(standard)
+def _compile(path: str, timing_items: tuple) -> CompiledStandard:
+    spec, ssrc = load_standard(path)
+    cfg_source = "<config>"
     timing = dict(timing_items)
     names = tuple(spec.commands)
     idx = {n: i for i, n in enumerate(names)}
@@ -263,8 +283,6 @@ def _compile(standard: str, timing_items: tuple, cfg_source: str) -> CompiledSta
         win_member[w, aft] = True
         win_applies[w, bef] = True
         win_size[w], win_cycles[w] = size, cyc
-    if nw == 0:
-        win_size[0] = 1
 
     def pick(pred) -> int:
         hits = [i for i, c in enumerate(cmds) if pred(c)]

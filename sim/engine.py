@@ -25,21 +25,22 @@ from sim.commands import (
     OP_BARRIER, OP_COLUMN, OP_PRECHARGE, OP_RAW, OP_SIMPLE, PSEUDO_ROW_BASE, SCHEDULE_DTYPE,
 )
 from sim.config import HardwareConfig
-from sim.dram_spec import CompiledStandard, MODE_ANY, MODE_MEM, compile_standard
+from sim.dram_spec import MODE_MEM, MODE_REG, CompiledStandard, compile_standard
 
 NEVER = -(1 << 40)  # "issued long ago": any constraint from it is satisfied at cycle 0
+NO_LIMIT = 1 << 62
 
 # Flat layouts: numba increfs every array member of a tuple each time it is passed on, so the
 # kernel takes a handful of plain arrays instead of records of many arrays.
 # tab[cmd, :] per-command properties
-T_ALL, T_OPEN, T_CLOSE, T_COL, T_REF, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, N_TAB = range(12)
+T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, N_TAB = range(11)
 # par[:] scalars
 (P_GAP, P_ACT, P_ACT_ALL, P_PRE, P_PRE_ALL, P_REF, P_MODE_CMD, P_BPG, P_NB, P_NG, P_NREFI, P_REFRESH,
  P_FAST, P_NWIN, P_WMAX, N_PAR) = range(16)
 # chs[ch, :] per-channel scalars
 C_UNIFORM, C_NOPEN, C_MODE, C_LAST, C_FINISH, C_DUE, C_HITS, C_MISSES, N_CHS = range(9)
 # g[:] global
-G_FRONT, G_RECN, G_RECON = range(3)
+G_FRONT, G_RECN, G_RECON, G_RUN_FINISH = range(4)
 # rec[i, :] one recorded command
 R_CMD, R_CH, R_BANK, R_ROW, R_COL, R_CYCLE, R_RELEASE = range(7)
 # rows[k, :] constraint rows in CSR order of the later command; win[w, :] windows
@@ -130,7 +131,11 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
         d = t + tab[cmd, T_DONE]
         if d > chs[ch, C_FINISH]:
             chs[ch, C_FINISH] = d
+        if d > g[G_RUN_FINISH]:
+            g[G_RUN_FINISH] = d
         counts[ch, cmd] += 1
+        if cmd == c_mode:  # a mode change toggles between memory and register mode
+            chs[ch, C_MODE] = MODE_REG if chs[ch, C_MODE] == MODE_MEM else MODE_MEM
         target = ALL_BANKS if all_target else bank
         if tab[cmd, T_OPEN] != 0:
             set_rows(ch, target, row)
@@ -147,11 +152,16 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
             rec[i, R_RELEASE] = release
             g[G_RECN] = i + 1
 
-    def refresh_if_due(ch, t_next):
-        """Refresh when the next command would issue at or after the due cycle; True if it did."""
-        if not refresh_on or t_next < chs[ch, C_DUE]:
-            return False
+    def refresh_if_due(ch, t_next, t_limit):
+        """Refresh when the next command would issue at or after the due cycle; True if it did.
+
+        Once a refresh has delayed a command, only refreshes due by `t_limit` (the cycle the
+        command was ready at when the first one was issued) go before it; one that falls due
+        because of that delay waits until the command has issued (postponed, as JEDEC allows),
+        so every command makes progress however short nREFI is."""
         due = chs[ch, C_DUE]
+        if not refresh_on or t_next < due or due > t_limit:
+            return False
         if chs[ch, C_NOPEN] > 0:
             issue(ch, c_pre_all, ALL_BANKS, -1, -1, earliest(ch, c_pre_all, ALL_BANKS, due), due)
         issue(ch, c_ref, ALL_BANKS, -1, -1, earliest(ch, c_ref, ALL_BANKS, due), due)
@@ -163,6 +173,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
         needed_act = False
         is_col = tab[cmd, T_COL] != 0
         m = tab[cmd, T_MODE]
+        t_limit = NO_LIMIT
         while True:
             nxt = cmd
             nbk = bank
@@ -179,7 +190,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                     if r != row:
                         nxt = c_pre if r >= 0 else c_act
             t = earliest(ch, nxt, nbk, release)
-            if refresh_if_due(ch, t):
+            if refresh_if_due(ch, t, t_limit):
+                t_limit = min(t_limit, t)
                 continue
             issue(ch, nxt, nbk, row, col, t, release)
             if nxt == cmd:
@@ -189,9 +201,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                     else:
                         chs[ch, C_HITS] += 1
                 return t
-            if nxt == c_mode:
-                chs[ch, C_MODE] = m
-            elif nxt == c_act or nxt == c_act_all:
+            if nxt == c_act or nxt == c_act_all:
                 needed_act = True
 
     def burst(ch, cmd, bank, row, col, count, release):
@@ -216,11 +226,17 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
         return t + tab[cmd, T_DONE]
 
     def close_all(ch, release):
+        """Precharge every open row; the cycle the precharge completes (release if none was open)."""
+        done = release
+        t_limit = NO_LIMIT
         while chs[ch, C_NOPEN] > 0:
             t = earliest(ch, c_pre_all, ALL_BANKS, release)
-            if refresh_if_due(ch, t):
+            if refresh_if_due(ch, t, t_limit):
+                t_limit = min(t_limit, t)
                 continue
             issue(ch, c_pre_all, ALL_BANKS, -1, -1, t, release)
+            done = t + tab[c_pre_all, T_DONE]
+        return done
 
     for i in range(prog.shape[0]):
         op = prog[i, F_OP]
@@ -235,17 +251,18 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                 if d > done_max:
                     done_max = d
             elif op == OP_RAW:
+                # exactly the user's commands: no refresh is inserted inside a raw stream
                 cmd = prog[i, F_CMD]
                 for k in range(prog[i, F_COUNT]):
                     t = earliest(ch, cmd, prog[i, F_BANK], release)
-                    while refresh_if_due(ch, t):
-                        t = earliest(ch, cmd, prog[i, F_BANK], release)
                     issue(ch, cmd, prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL] + k, t, release)
                     d = t + tab[cmd, T_DONE]
                     if d > done_max:
                         done_max = d
             elif op == OP_PRECHARGE:
-                close_all(ch, release)
+                d = close_all(ch, release)
+                if d > done_max:
+                    done_max = d
             elif op == OP_BARRIER:
                 if chs[ch, C_FINISH] > done_max:
                     done_max = chs[ch, C_FINISH]
@@ -289,6 +306,14 @@ def _validate_program(prog: np.ndarray, std: CompiledStandard, cfg: HardwareConf
     _fail_if(work & all_t & (prog[:, F_BANK] != ALL_BANKS), prog, "all-bank command with a bank number")
     _fail_if(work & ~all_t & ((prog[:, F_BANK] < 0) | (prog[:, F_BANK] >= d.banks_per_channel)), prog,
              f"bank out of range 0..{d.banks_per_channel - 1}")
+    ctl = (op == OP_COLUMN) | (op == OP_SIMPLE)  # the controller adds ACT/PRE/TMOD for these
+    for needs, have, what in (
+        (ctl & col & all_t, std.cmd_act_all >= 0 and std.cmd_pre_all >= 0, "an all-bank ACT and PRE"),
+        (ctl & col & ~all_t, std.cmd_act >= 0 and std.cmd_pre >= 0, "a single-bank ACT and PRE"),
+        ((op == OP_PRECHARGE), std.cmd_pre_all >= 0, "an all-bank PRE"),
+    ):
+        if not have:
+            _fail_if(needs, prog, f"needs {what}, which standard '{std.name}' does not define")
 
 
 def _fail_if(bad: np.ndarray, prog: np.ndarray, what: str) -> None:
@@ -311,8 +336,8 @@ class EngineResult:
     """Outcome of one `Engine.run`: cycles, command counts, row-buffer hits, optional schedule."""
 
     start_cycle: int
-    finish_cycle: int
-    channel_finish: np.ndarray
+    finish_cycle: int  # latest issue + done over the commands this run issued (start if none)
+    channel_finish: np.ndarray  # per channel: the cycle everything issued so far has completed
     counts: np.ndarray  # [channels, commands] commands issued during this run
     command_names: tuple[str, ...]
     row_hits: np.ndarray
@@ -351,7 +376,7 @@ class Engine:
         gap, ok = _self_gap(std)
         tab = np.zeros((n_cmd, N_TAB), np.int64)
         tab[:, T_ALL], tab[:, T_OPEN], tab[:, T_CLOSE] = std.target_all, std.opens_row, std.closes_row
-        tab[:, T_COL], tab[:, T_REF], tab[:, T_MODE], tab[:, T_DONE] = std.is_column, std.is_refresh, std.mode, std.done
+        tab[:, T_COL], tab[:, T_MODE], tab[:, T_DONE] = std.is_column, std.mode, std.done
         tab[:, T_R0], tab[:, T_R1] = std.row_ptr[:-1], std.row_ptr[1:]
         tab[:, T_GAP], tab[:, T_BURST] = gap, ok
         self.tab = tab
@@ -388,12 +413,16 @@ class Engine:
         self.counts = np.zeros((c, n_cmd), np.int64)
         wmax = int(self.par[P_WMAX])
         self.ring = np.zeros((c, self.win.shape[0], wmax + 2), np.int64)
-        self.g = np.zeros(3, np.int64)
+        self.g = np.zeros(4, np.int64)
 
     @property
     def now(self) -> int:
         """The cycle at which everything issued so far has completed."""
         return int(max(self.chs[:, C_FINISH].max(), self.g[G_FRONT]))
+
+    def warm_up(self) -> None:
+        """Load the compiled core (numba's disk cache, or compile) outside any timed region."""
+        self._exec(np.zeros((0, N_FIELDS), np.int64), tuple(a.copy() for a in self._state()), np.zeros((0, 7), np.int64))
 
     def _state(self) -> tuple:
         return self.last, self.chs, self.orow, self.counts, self.ring, self.g
@@ -413,6 +442,7 @@ class Engine:
             prog = np.concatenate([prog, tail])
         start = self.now if start_cycle is None else int(start_cycle)
         self.g[G_FRONT] = max(self.g[G_FRONT], start)
+        self.g[G_RUN_FINISH] = start
         counts0 = self.counts.copy()
         hits0, miss0 = self.chs[:, C_HITS].copy(), self.chs[:, C_MISSES].copy()
         schedule = None
@@ -432,11 +462,10 @@ class Engine:
                 schedule[name] = rec[:, col]
         else:
             self._exec(prog, self._state(), no_rec)
-        fin = self.chs[:, C_FINISH]
         return EngineResult(
             start_cycle=start,
-            finish_cycle=int(max(fin.max(), start)),
-            channel_finish=fin.copy(),
+            finish_cycle=int(self.g[G_RUN_FINISH]),
+            channel_finish=self.chs[:, C_FINISH].copy(),
             counts=self.counts - counts0,
             command_names=self.std.command_names,
             row_hits=self.chs[:, C_HITS] - hits0,

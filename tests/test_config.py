@@ -80,8 +80,13 @@ def preset_dict():
     (lambda d: d["dram"].pop("rows_per_bank"), "dram.rows_per_bank", "missing"),
     (lambda d: d["dram"].update(banks_per_channel=15), "dram", "multiple of bank_groups"),
     (lambda d: d["pim"].update(macs_per_bank=8), "pim.macs_per_bank", "column access"),
-    (lambda d: d["dram"].update(standard="hbm9"), "", "DRAM standard 'hbm9' not found"),
     (lambda d: d["dram"]["timing"].update(nCWL=10), "dram.timing", "= -4 < 0 (impossible timing)"),
+    (lambda d: d["dram"]["timing"].update(nRP=True), "dram.timing.nRP", "valid integer"),
+    (lambda d: d["dram"]["timing"].update(nRP="30"), "dram.timing.nRP", "valid integer"),
+    (lambda d: d["dram"]["timing"].update(nRP=30.0), "dram.timing.nRP", "valid integer"),
+    (lambda d: d["dram"].update(refresh="yes"), "dram.refresh", "valid boolean"),
+    (lambda d: d["dram"]["timing"].update(nRFC=2**40), "dram.timing.nRFC", "beyond 2147483647"),
+    (lambda d: d["dram"].update(channels=64), "dram.channels", "less than or equal to 63"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, edit, key, words):
     d = preset_dict()
@@ -91,9 +96,42 @@ def test_bad_config_names_file_and_key(tmp_path, edit, key, words):
         load_config(p)
     msg = str(err.value)
     assert words in msg
-    if key:
-        assert err.value.key == key or err.value.key.startswith(key)
-    assert str(p) in msg or "standards" in msg
+    assert err.value.key == key
+    assert err.value.source == str(p) and msg.startswith(f"{p}: {key}: ")
+
+
+def test_unknown_standard_names_the_standard(tmp_path):
+    d = preset_dict()
+    d["dram"]["standard"] = "hbm9"
+    with pytest.raises(ConfigError, match="DRAM standard 'hbm9' not found; known standards: gddr6, gddr6-aim"):
+        load_config(write(tmp_path, yaml.safe_dump(d)))
+
+
+@pytest.mark.parametrize("text,words", [
+    ("", "a DRAM standard is a YAML mapping"),
+    ("- 1\n- 2\n", "a DRAM standard is a YAML mapping"),
+    ("name: s\ntiming_parameters: {}\ncommands: {}\nconstraints: []\ncolour: red\n", "colour: unknown key"),
+])
+def test_bad_standard_file_is_named(tmp_path, text, words):
+    (tmp_path / "std.yaml").write_text(text)
+    d = preset_dict()
+    d["dram"]["standard"] = "std.yaml"
+    with pytest.raises(ConfigError, match=words) as err:
+        load_config(write(tmp_path, yaml.safe_dump(d)))
+    assert str(tmp_path / "std.yaml") in str(err.value)
+
+
+def test_pim_section_needs_a_pim_standard(tmp_path):
+    d = yaml.safe_load((HW_CONFIG_DIR / "gddr6-14gbps.yaml").read_text())
+    d["pim"] = {"macs_per_bank": 16, "global_buffer_bytes": 2048}
+    with pytest.raises(ConfigError, match="pim: a pim section needs a standard with all-bank MAC16; 'gddr6' has none"):
+        load_config(write(tmp_path, yaml.safe_dump(d)))
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    p = write(tmp_path, (HW_CONFIG_DIR / "pim-gpt.yaml").read_text().replace("    nRP: 32\n", "    nRP: 32\n    nRP: 30\n"))
+    with pytest.raises(ConfigError, match=r"line \d+, column \d+: duplicate key 'nRP'"):
+        load_config(p)
 
 
 def test_malformed_yaml_names_the_line(tmp_path):
@@ -106,6 +144,12 @@ def test_malformed_yaml_names_the_line(tmp_path):
 def test_unknown_preset_lists_presets():
     with pytest.raises(ConfigError, match="presets are: .*pim-gpt"):
         load_config("no-such-preset")
+
+
+def test_directory_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
+    (tmp_path / "pim-gpt").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_config("pim-gpt").dram.channels == 8
 
 
 @pytest.mark.parametrize("override,words", [
@@ -127,6 +171,8 @@ def test_cli_validate_prints_figures_and_errors(capsys):
     assert "dram.timing.nRC" in err and "pim-gpt.yaml" in err
     assert cli(["validate", "pim-gpt", "--set", "nonsense"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+    assert cli(["validate", "pim-gpt", "--set", "dram.channels=[8"]) == 2
+    assert "dram.channels: value '[8' is not valid YAML" in capsys.readouterr().err
 
 
 def test_cli_run_trace_golden_and_json(tmp_path, capsys):
@@ -149,6 +195,9 @@ def test_cli_run_trace_bad_line_names_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.trace:2" in err and "expected" in err
     assert not out.exists()
+    good = write(tmp_path, "AiM MAC_ABK 64 0xffffffff 0\n", "good.trace")
+    assert cli(["run-trace", str(good), "--json", str(tmp_path)]) == 2  # a directory: an error, no traceback
+    assert "error" in capsys.readouterr().err
 
 
 def test_sim_and_mapping_do_not_import_each_other():
