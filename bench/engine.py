@@ -43,14 +43,14 @@ def random_bank_chunk(std, n_channels: int, n: int, rng: np.random.Generator) ->
 
 
 def run_stream(cfg, make_chunk, target: int, fast: bool) -> tuple[int, float, int]:
+    """Feed chunks until `target` commands have issued; (commands, wall seconds, simulated cycles)."""
     eng = Engine(cfg, fast=fast)
-    eng.run(make_chunk(0)[:4])  # compile (cached on disk after the first run) outside the timing
-    eng.reset()
-    n_cmd, cycles, k = 0, 0, 0
-    chunk = make_chunk(0)
+    eng.warm_up()  # load or compile the core outside the timed region
+    chunks = [make_chunk(k) for k in range(4)]  # distinct chunks, built before timing
+    n_cmd, k = 0, 0
     t0 = time.perf_counter()
     while n_cmd < target:
-        res = eng.run(chunk, close_rows=False)
+        res = eng.run(chunks[k % len(chunks)], close_rows=False)
         n_cmd += int(res.counts.sum())
         k += 1
     wall = time.perf_counter() - t0
@@ -67,8 +67,8 @@ def main() -> None:
     ch = cfg.dram.channels
     rng = np.random.default_rng(0)
     streams = [
-        ("gemv_mix_fast", lambda _: gemv_chunk(std, ch, 512, 0), True),
-        ("gemv_mix_per_command", lambda _: gemv_chunk(std, ch, 512, 0), False),
+        ("gemv_mix_fast", lambda k: gemv_chunk(std, ch, 512, 512 * k), True),
+        ("gemv_mix_per_command", lambda k: gemv_chunk(std, ch, 512, 512 * k), False),
         ("random_single_bank", lambda _: random_bank_chunk(std, ch, 20000, rng), True),
     ]
     main_rate = None
