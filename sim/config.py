@@ -124,8 +124,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     candidate = HW_CONFIG_DIR / f"{name_or_path}.yaml"
     if candidate.exists():
         return candidate
-    presets = sorted(x.stem for x in HW_CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(str(name_or_path), "", f"no such file or preset; presets are: {', '.join(presets)}")
+    raise ConfigError(str(name_or_path), "", f"no such file or preset; presets are: {', '.join(list_presets())}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -31,6 +31,7 @@ class CommandSpec(BaseModel):
     closes_row: bool = False
     column: bool = False
     refresh: bool = False
+    mode_change: bool = False  # toggles the channel between memory and register mode (AiM's TMOD)
     mode: Literal["any", "mem", "reg"] = "any"
     done: str | int = "0"
 
@@ -288,9 +289,9 @@ def _compile(path: str, timing_items: tuple) -> CompiledStandard:
         hits = [i for i, c in enumerate(cmds) if pred(c)]
         return hits[0] if hits else NO_CMD
 
-    mode_cmd = idx.get("TMOD", NO_CMD)
+    mode_cmd = pick(lambda c: c.mode_change)
     if any(c.mode != "any" for c in cmds) and mode_cmd == NO_CMD:
-        raise ConfigError(ssrc, "commands", "commands declare a mode but the standard has no TMOD command")
+        raise ConfigError(ssrc, "commands", "commands declare a mode but no command has mode_change: true")
     return CompiledStandard(
         name=spec.name,
         command_names=names,
