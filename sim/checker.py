@@ -85,7 +85,7 @@ def _row_labels(std: CompiledStandard) -> list[str]:
     """Human labels from the YAML rows as written (group names, cycle expressions)."""
     n = len(std.table)
     try:
-        spec, _ = load_standard(std.source)
+        spec = load_standard(std.source)
         raw = spec.constraints
     except Exception:  # a standard built without its YAML still gets numbered labels
         raw = []

@@ -75,8 +75,8 @@ def _cmd_run_trace(argv: list[str]) -> int:
             "cycles": res.cycles,
             "time_ns": res.time_ns,
             "commands": commands,
-            "commands_per_channel": {cfg_name: [int(x) for x in res.counts[:, i]]
-                                     for i, cfg_name in enumerate(res.command_names) if res.counts[:, i].any()},
+            "commands_per_channel": {name: [int(x) for x in res.counts[:, i]]
+                                     for i, name in enumerate(res.command_names) if res.counts[:, i].any()},
             "row_hit_rate": res.row_hit_rate(),
             "refresh": eng.refresh,
             "trace": a.trace,

@@ -67,7 +67,7 @@ def standard_path(name: str, config_source: str = "") -> Path:
 
 
 @lru_cache(maxsize=16)
-def load_standard(path_text: str) -> tuple[StandardSpec, str]:
+def load_standard(path_text: str) -> StandardSpec:
     path = Path(path_text)
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in STANDARDS_DIR.glob("*.yaml")))
@@ -76,7 +76,7 @@ def load_standard(path_text: str) -> tuple[StandardSpec, str]:
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "", "a DRAM standard is a YAML mapping (name, timing_parameters, commands, constraints)")
     try:
-        return StandardSpec(**raw), str(path)
+        return StandardSpec(**raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
@@ -213,7 +213,7 @@ def _check_timing_values(cfg: HardwareConfig, spec: StandardSpec) -> dict[str, i
 
 def compile_standard(cfg: HardwareConfig) -> CompiledStandard:
     path = str(standard_path(cfg.dram.standard, cfg.source))
-    spec, _ = load_standard(path)
+    spec = load_standard(path)
     timing = _check_timing_values(cfg, spec)
     try:
         return _compile(path, tuple(sorted(timing.items())))
@@ -225,7 +225,7 @@ def compile_standard(cfg: HardwareConfig) -> CompiledStandard:
 
 @lru_cache(maxsize=64)
 def _compile(path: str, timing_items: tuple) -> CompiledStandard:
-    spec, ssrc = load_standard(path)
+    spec, ssrc = load_standard(path), path
     cfg_source = "<config>"
     timing = dict(timing_items)
     names = tuple(spec.commands)
