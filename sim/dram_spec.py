@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hw_configs.isa import standard_file
 from sim.config import STANDARDS_DIR, ConfigError, HardwareConfig, read_yaml
 
 SCOPE_BANK, SCOPE_BANKGROUP, SCOPE_CHANNEL = 0, 1, 2
@@ -58,12 +59,7 @@ class StandardSpec(BaseModel):
 
 def standard_path(name: str, config_source: str = "") -> Path:
     """A standard's file: a name in hw_configs/standards/, or a YAML path relative to the config."""
-    if not name.endswith((".yaml", ".yml")):
-        return STANDARDS_DIR / f"{name}.yaml"
-    path = Path(name)
-    if not path.is_absolute() and config_source and not config_source.startswith("<"):
-        path = Path(config_source).parent / path
-    return path
+    return standard_file(name, config_source)
 
 
 @lru_cache(maxsize=16)

@@ -438,7 +438,7 @@ class Engine:
         prog = np.ascontiguousarray(prog, dtype=np.int64)
         _validate_program(prog, self.std, self.cfg)
         if close_rows:
-            tail = np.array([[OP_PRECHARGE, (1 << self.cfg.dram.channels) - 1, -1, ALL_BANKS, -1, 0, 1, 0]], np.int64)
+            tail = np.array([[OP_PRECHARGE, (1 << self.cfg.dram.channels) - 1, -1, ALL_BANKS, -1, 0, 1, 0, 0]], np.int64)
             prog = np.concatenate([prog, tail])
         start = self.now if start_cycle is None else int(start_cycle)
         self.g[G_FRONT] = max(self.g[G_FRONT], start)

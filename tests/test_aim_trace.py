@@ -86,30 +86,30 @@ def expected_rows(std):
     """(trace line, instruction rows), by hand."""
     M = C(std, "MAC16")
     return [
-        ("AiM MAC_ABK 64 0xffffffff 5", [[1, ALL32, M, -1, 5, 0, 64, 0]]),
-        ("AiM ISR_MAC_ABK 8 0x80000000 16383", [[1, 0x1, M, -1, 16383, 0, 8, 0]]),
-        ("AiM MAC_SBK 3 0x40000000 7 9", [[1, 0x2, C(std, "MAC"), 7, 9, 0, 3, 0]]),
-        ("AiM WR_GB 64 2 0x0000ffff", [[2, 0xFFFF_0000, C(std, "WRGB"), -1, -1, 0, 64, 0]]),
-        ("AiM WR_BIAS 4 0xf0000000", [[2, 0xF, C(std, "WRMAC16"), -1, -1, 0, 1, 0]]),
-        ("AiM RD_MAC 8 0xf0000000", [[2, 0xF, C(std, "RDMAC16"), -1, -1, 0, 1, 1]]),
-        ("AiM RD_AF 12 0xf0000000", [[2, 0xF, C(std, "RDAF16"), -1, -1, 0, 1, 1]]),
-        ("AiM WR_ABK 0 0x00000001 33", [[1, 1 << 31, C(std, "WRA16"), -1, 33, 0, 1, 0]]),
-        ("AiM WR_SBK 0 0x20000000 2 8", [[1, 0x4, C(std, "WR"), 2, 8, 0, 1, 0]]),
-        ("AiM RD_SBK 20 0xa0000000 15 0", [[1, 0x5, C(std, "RD"), 15, 0, 0, 1, 0]]),
-        ("AiM COPY_BKGB 2 0xf0000000 0 4", [[1, 0xF, C(std, "RDCP"), 0, 4, 0, 2, 0]]),
-        ("AiM COPY_GBBK 2 0xf0000000 1 4", [[1, 0xF, C(std, "WRCP"), 1, 4, 0, 2, 0]]),
-        ("AiM AF 0xf0000000", [[1, 0xF, C(std, "AF16"), -1, AF_ROW_BASE, 0, 1, 0]]),
-        ("AiM EWMUL 2 0xf0000000 6", [[1, 0xF, C(std, "EWMUL16"), -1, 6, 0, 2, 0]]),
+        ("AiM MAC_ABK 64 0xffffffff 5", [[1, ALL32, M, -1, 5, 0, 64, 0, 0]]),
+        ("AiM ISR_MAC_ABK 8 0x80000000 16383", [[1, 0x1, M, -1, 16383, 0, 8, 0, 0]]),
+        ("AiM MAC_SBK 3 0x40000000 7 9", [[1, 0x2, C(std, "MAC"), 7, 9, 0, 3, 0, 0]]),
+        ("AiM WR_GB 64 2 0x0000ffff", [[2, 0xFFFF_0000, C(std, "WRGB"), -1, -1, 0, 64, 0, 0]]),
+        ("AiM WR_BIAS 4 0xf0000000", [[2, 0xF, C(std, "WRMAC16"), -1, -1, 0, 1, 0, 0]]),
+        ("AiM RD_MAC 8 0xf0000000", [[2, 0xF, C(std, "RDMAC16"), -1, -1, 0, 1, 1, 0]]),
+        ("AiM RD_AF 12 0xf0000000", [[2, 0xF, C(std, "RDAF16"), -1, -1, 0, 1, 1, 0]]),
+        ("AiM WR_ABK 0 0x00000001 33", [[1, 1 << 31, C(std, "WRA16"), -1, 33, 0, 1, 0, 0]]),
+        ("AiM WR_SBK 0 0x20000000 2 8", [[1, 0x4, C(std, "WR"), 2, 8, 0, 1, 0, 0]]),
+        ("AiM RD_SBK 20 0xa0000000 15 0", [[1, 0x5, C(std, "RD"), 15, 0, 0, 1, 0, 0]]),
+        ("AiM COPY_BKGB 2 0xf0000000 0 4", [[1, 0xF, C(std, "RDCP"), 0, 4, 0, 2, 0, 0]]),
+        ("AiM COPY_GBBK 2 0xf0000000 1 4", [[1, 0xF, C(std, "WRCP"), 1, 4, 0, 2, 0, 0]]),
+        ("AiM AF 0xf0000000", [[1, 0xF, C(std, "AF16"), -1, AF_ROW_BASE, 0, 1, 0, 0]]),
+        ("AiM EWMUL 2 0xf0000000 6", [[1, 0xF, C(std, "EWMUL16"), -1, 6, 0, 2, 0, 0]]),
         ("AiM EWADD 4 8 12", []),
-        ("AiM SYNC", [[4, ALL32, -1, -1, -1, 0, 1, 0]]),
-        ("W MEM 3 2 11", [[1, 1 << 3, C(std, "WR"), 2, 11, 0, 1, 0]]),
-        ("R MEM 31 0 0", [[1, 1 << 31, C(std, "RD"), 0, 0, 0, 1, 0]]),
+        ("AiM SYNC", [[4, ALL32, -1, -1, -1, 0, 1, 0, 0]]),
+        ("W MEM 3 2 11", [[1, 1 << 3, C(std, "WR"), 2, 11, 0, 1, 0, 0]]),
+        ("R MEM 31 0 0", [[1, 1 << 31, C(std, "RD"), 0, 0, 0, 1, 0, 0]]),
         ("W GPR 0", []),
         ("R GPR 32", []),
         ("W CFR 0 1", []),
         ("W CFR 1 0", []),
         ("R CFR 2 0", []),
-        ("AiM EOC", [[4, ALL32, -1, -1, -1, 0, 1, 0]]),
+        ("AiM EOC", [[4, ALL32, -1, -1, -1, 0, 1, 0, 0]]),
     ]
 
 
@@ -123,7 +123,7 @@ def test_whole_trace_is_the_concatenation(cfg, std):
     text = "\n".join(line for line, _ in cases) + "\n"
     want = [r for _, rows in cases for r in rows]
     got = load_aim_trace(text, cfg)
-    assert got.dtype == np.int64 and got.shape == (len(want), 8)
+    assert got.dtype == np.int64 and got.shape == (len(want), 9)
     assert got.tolist() == want
 
 
@@ -152,7 +152,7 @@ def test_sync_covers_every_channel_of_the_config(cfg8):
 def test_comments_blank_lines_and_whitespace(cfg, std):
     text = ("# a comment\n\n   \n#no space after the hash\n\tAiM  MAC_ABK\t64   0xffffffff 1  \r\n"
             "# AiM MAC_ABK 64 0xffffffff 2\nAiM EOC\r\n")
-    assert rows_of(text, cfg) == [[1, ALL32, C(std, "MAC16"), -1, 1, 0, 64, 0], [4, ALL32, -1, -1, -1, 0, 1, 0]]
+    assert rows_of(text, cfg) == [[1, ALL32, C(std, "MAC16"), -1, 1, 0, 64, 0, 0], [4, ALL32, -1, -1, -1, 0, 1, 0, 0]]
 
 
 def test_eoc_stops_reading(cfg):
@@ -175,7 +175,7 @@ def test_trace_without_eoc_ends_at_its_last_line(cfg):
 
 
 def test_empty_trace_is_an_empty_program(cfg):
-    assert load_aim_trace("# nothing\n", cfg).shape == (0, 8)
+    assert load_aim_trace("# nothing\n", cfg).shape == (0, 9)
 
 
 def test_spreadsheet_csv_equals_space_separated(cfg):
@@ -286,8 +286,8 @@ def test_standard_without_aim_commands():
 
 def test_generate_row_passes(cfg, std):
     prog = load_aim_trace(generate_row_passes(5), cfg)
-    mac = [[1, ALL32, C(std, "MAC16"), -1, r, 0, 64, 0] for r in range(5)]
-    assert prog.tolist() == mac + [[4, ALL32, -1, -1, -1, 0, 1, 0]]
+    mac = [[1, ALL32, C(std, "MAC16"), -1, r, 0, 64, 0, 0] for r in range(5)]
+    assert prog.tolist() == mac + [[4, ALL32, -1, -1, -1, 0, 1, 0, 0]]
 
 
 def test_generate_gemv(cfg, std):

@@ -37,7 +37,7 @@ def sched(std, entries) -> np.ndarray:
     for i, e in enumerate(entries):
         name, cycle, bank, row, release, channel = (tuple(e) + (-1, -1, 0, 0)[len(e) - 2:])[:6]
         c = std.cmd(name)
-        out[i] = (c, channel, bank, row, 0 if std.is_column[c] else -1, cycle, release)
+        out[i] = (c, channel, bank, row, 0 if std.is_column[c] else -1, cycle, release, 0, 0)
     return out
 
 

@@ -393,7 +393,7 @@ def test_split_runs_equal_one_run(case, cut):
     (column(1, 4, row=0, count=1, bank=16), "bank out of range"),
     (simple(1, 7), "OP_SIMPLE"),
     (column(1, 99, row=0, count=1), "unknown command id"),
-    ([9, 1, 0, -1, 0, 0, 1, 0], "unknown opcode"),
+    ([9, 1, 0, -1, 0, 0, 1, 0, 0], "unknown opcode"),
 ])
 def test_bad_instructions_are_rejected_with_their_index(pim, bad, msg):
     cfg, std = pim
