@@ -269,12 +269,12 @@ def _state(found):
 
 
 def test_activate_of_an_open_bank(pim):
-    found = check(pim, sched(pim[0], [("ACT", 0, 0, 1), ("ACT", 11, 0, 2)]))
+    found = check(pim, sched(pim[0], [("ACT", 0, 0, 1), ("ACT", 89, 0, 2)]))
     assert _state(found) == [(1, "state")] and "open bank(s) [0]" in found[0].rule
 
 
 def test_all_bank_activate_with_one_bank_open(pim):
-    found = check(pim, sched(pim[0], [("ACT", 0, 2, 1), ("ACT16", 11, -1, 1)]))
+    found = check(pim, sched(pim[0], [("ACT", 0, 2, 1), ("ACT16", 89, -1, 1)]))
     assert _state(found) == [(1, "state")] and "[2]" in found[0].rule
 
 
