@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from hw_configs.program import ASIC_KINDS, AsicOp
 from sim.config import ASIC_OP_TYPES, ConfigError, HardwareConfig
 
@@ -262,11 +264,13 @@ class AsicModel:
         where = f"ASIC op {op.id} ({op.name})"
         if op.kind not in KIND_WORK:
             raise ValueError(f"{where}: unknown kind '{op.kind}'; expected one of {ASIC_KINDS}")
+        sizes = []
         for name in ("elements", "rows", "inputs"):
             v = getattr(op, name)
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{where}: {name} must be a positive integer, got {v!r}")
-        s = Shape(op.elements, op.rows, op.inputs, self.cfg.lanes)
+            sizes.append(int(v))
+        s = Shape(*sizes, self.cfg.lanes)
         if op.kind in RESIDENT_VECTORS:
             need = s.rows_per_group * s.n * self.element_bytes * RESIDENT_VECTORS[op.kind]
             if need > self.cfg.sram_bytes:

@@ -107,7 +107,7 @@ class AsicNumerics:
     exp_taylor_order: int = 4
     recip_newton_iterations: int = 2
     rsqrt_newton_iterations: int = 2
-    lanes: int = 256
+    lanes: int = 512
 
     def __post_init__(self):
         if self.dtype not in UNIT_ROUNDOFF:
