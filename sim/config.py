@@ -140,6 +140,12 @@ class EnergyConfig(_Frozen):
         return self
 
 
+class SystemConfig(_Frozen):
+    """How the ASIC talks to the outside world (the PIM channels' links are in `dram`)."""
+
+    host_link_gbps: float = Field(gt=0, description="ASIC <-> host link, Gb/s (token ids in, tokens out)")
+
+
 class HardwareConfig(_Frozen):
     name: str
     description: str = ""
@@ -147,6 +153,7 @@ class HardwareConfig(_Frozen):
     pim: PimConfig | None = None
     asic: AsicConfig | None = None
     energy: EnergyConfig | None = None
+    system: SystemConfig | None = None
     source: str = Field(default="<memory>", exclude=True)
 
     def resolved(self) -> dict[str, Any]:
