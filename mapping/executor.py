@@ -143,12 +143,24 @@ def _channels(mask: int) -> list[int]:
     return [c for c in range(63) if mask >> c & 1]
 
 
-def run_pim(op: PimOp, image: MemoryImage, tensors: Tensors, names: tuple[str, ...]) -> None:
-    """Execute one PimOp's instructions on the image (global buffer and MAC registers fresh)."""
+@dataclass
+class PimState:
+    """Per-channel state that outlives an op: the global buffer and the MAC registers."""
+
+    gb: np.ndarray    # [C, global-buffer elements]
+    acc: np.ndarray   # [C, B] float64 (exact sums, rounded when read)
+
+    @classmethod
+    def empty(cls, dev: Device) -> "PimState":
+        return cls(np.zeros((dev.channels, dev.gb_cols * dev.col_elems), np.float64),
+                   np.zeros((dev.channels, dev.banks), np.float64))
+
+
+def run_pim(op: PimOp, image: MemoryImage, tensors: Tensors, names: tuple[str, ...], state: PimState) -> None:
+    """Execute one PimOp's instructions on the image and the channels' state."""
     dev = image.dev
-    E, B = dev.col_elems, dev.banks
-    gb = np.zeros((dev.channels, dev.gb_cols * E), np.float64)
-    acc = np.zeros((dev.channels, B), np.float64)
+    E = dev.col_elems
+    gb, acc = state.gb, state.acc
     d = op.data
     cur = {"gb": 0, "acc": 0, "wr": 0, "rd": 0}
 
@@ -256,9 +268,10 @@ def execute(program: Program, image: MemoryImage, params: dict[str, np.ndarray])
     if program.command_names != image.dev.command_names:
         raise ExecutionError("program was compiled for another command table than the image's device")
     tensors = Tensors(program.tensors, params)
+    state = PimState.empty(image.dev)
     for op in program.ops:
         if isinstance(op, PimOp):
-            run_pim(op, image, tensors, program.command_names)
+            run_pim(op, image, tensors, program.command_names, state)
         elif isinstance(op, AsicOp):
             run_asic(op, tensors, program.position)
         elif not isinstance(op, IoOp):
