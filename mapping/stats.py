@@ -71,7 +71,7 @@ def row_passes(ins: np.ndarray, dev: Device) -> np.ndarray:
     return out
 
 
-def row_hit_rate(command_totals: dict[str, int], names: tuple[str, ...], column_commands: tuple[str, ...]) -> float:
+def row_hit_rate(command_totals: dict[str, int], column_commands: tuple[str, ...]) -> float:
     """1 - activations / column accesses, from a timing run's command totals."""
     cols = sum(command_totals.get(c, 0) for c in column_commands)
     acts = command_totals.get("ACT", 0) + command_totals.get("ACT16", 0)
@@ -119,3 +119,21 @@ def step_statistics(program: Program, dev: Device, row_pass_cycles: int) -> dict
             by_tag[s["tag"]][k] += s.get(k, 0)
         by_tag[s["tag"]]["ops"] += 1
     return {"ops": ops, "total": dict(total), "by_tag": {k: dict(v) for k, v in by_tag.items()}}
+
+
+def add_timing(stats: dict, cycles: int, command_totals: dict[str, int], column_commands: tuple[str, ...],
+               mode_change: str, refresh_command: str | None, tck_ns: float, per_op: dict[int, dict] | None = None) -> dict:
+    """Fold a timing run of the step's PIM part (back to back) into `stats`."""
+    t = stats["total"]
+    t["pim_cycles"] = int(cycles)
+    t["pim_time_us"] = cycles * tck_ns / 1e3
+    t["pim_over_floor"] = cycles / t["row_pass_floor_cycles"] if t["row_pass_floor_cycles"] else float("nan")
+    t["row_activations"] = command_totals.get("ACT16", 0) + command_totals.get("ACT", 0)
+    t["mode_changes"] = command_totals.get(mode_change, 0)
+    t["refreshes"] = command_totals.get(refresh_command, 0) if refresh_command else 0
+    t["row_hit_rate"] = row_hit_rate(command_totals, column_commands)
+    t["commands"] = dict(command_totals)
+    if per_op:
+        for s in stats["ops"]:
+            s.update(per_op.get(s["id"], {}))
+    return stats
