@@ -354,7 +354,7 @@ class StepCompiler:
 
     def _attention(self, l: int, q_ref, k_ref, v_ref) -> None:
         spec, kr, vr = self.spec, self._kr0, self._vr0
-        H, dh, q = spec.n_heads, spec.d_head, spec.q_dim
+        q = spec.q_dim
         kw = self._slot("k_write", l, 0, self._deps(k_ref[0], k_ref[1], k_ref[1] + spec.kv_dim))
         vw = self._slot("v_write", l, 0, self._deps(v_ref[0], v_ref[1], v_ref[1] + spec.kv_dim))
         q_deps = self._deps(q_ref[0], q_ref[1], q_ref[1] + q)
@@ -389,13 +389,11 @@ class StepCompiler:
         return out
 
     # ------------------------------------------------------------------ per-position templates
-    def _k_segments_by_row(self):
+    @functools.cached_property
+    def _kseg(self) -> dict[int, list[tuple]]:
+        """K row t of a position -> the head pieces it holds (KRegion.segments())."""
         segs = self._kr0.segments()
         return {t: [s for s in segs if s[0] == t] for t in range(self._kr0.rows_per_position)}
-
-    @functools.cached_property
-    def _kseg(self):
-        return self._k_segments_by_row()
 
     def _scores_template(self, n_blocks: int, last_channels: int):
         """Instructions (layer 0 rows) and read/fill maps of every score sweep for `n_blocks`
@@ -404,7 +402,7 @@ class StepCompiler:
         if key in self._templates:
             return self._templates[key]
         dev, spec, kr = self.dev, self.spec, self._kr0
-        L, C, E, G, dh, H = dev.lanes, dev.channels, dev.col_elems, spec.group_size, spec.d_head, spec.n_heads
+        L, E, G, dh, H = dev.lanes, dev.col_elems, spec.group_size, spec.d_head, spec.n_heads
         pc = kr.position_cols if kr.rows_per_position == 1 else 0
         out = []
         for a, b in self._score_sweeps():
@@ -420,7 +418,6 @@ class StepCompiler:
                 t, slots, fill_once, i = segs[0][0], 1, False, h % G
             n_rb = _cdiv(n_blocks, slots)
             rb = np.arange(n_rb)
-            n_seg = slots * len(segs)
             sl = np.repeat(np.arange(slots), len(segs))                     # [NS] slot of each segment
             si = np.tile(np.arange(len(segs)), slots)                       # [NS] head piece of each segment
             seg_col = np.array([s[1] for s in segs])[si] + sl * pc
@@ -576,7 +573,7 @@ class StepCompiler:
 
     def _v_write(self, p: int):
         """Instructions (layer 0 rows) writing V of position p (one masked column per element)."""
-        ins, is_wr, vals, mask = self._v_plan
+        ins, is_wr, _, mask = self._v_plan
         chunk, col = divmod(p, self.dev.tile_elems)
         out = ins.copy()
         out[out[:, 0] != OP_PRECHARGE, F_ROW] += chunk
@@ -697,7 +694,7 @@ class StepCompiler:
         S = position + 1
         L, T, C, E = dev.lanes, dev.tile_elems, dev.channels, dev.col_elems
         H, q_dim, nl = spec.n_heads, spec.q_dim, spec.n_layers
-        kr, vr = self._kr0, self._vr0
+        kr = self._kr0
         pieces = kr.pieces
         gpt = spec.family == "gpt"
         n_blocks = _cdiv(S, L)

@@ -13,7 +13,7 @@ from hw_configs.isa import command_names_of
 from mapping.device import Device, device_of
 from mapping.executor import build_image, region_matrix
 from mapping.placement import (
-    STRATEGIES, CapacityError, GemvRegion, KRegion, VRegion, flat_address, gemv_addresses, place, placement_summary,
+    STRATEGIES, CapacityError, GemvRegion, flat_address, gemv_addresses, place, placement_summary,
 )
 from sim.config import load_config
 from workloads import ModelSpec, get_spec, random_weights
@@ -45,7 +45,7 @@ def devices(draw):
 
 def all_addresses(p):
     """(flat addresses, region rows ok) of every weight element and every KV entry, region by region."""
-    dev, spec, out = p.dev, p.spec, []
+    dev, out = p.dev, []
     for r in p.regions:
         if isinstance(r, GemvRegion):
             parts = [gemv_addresses(r, m) for m in r.members]
