@@ -244,7 +244,7 @@ class StepCompiler:
             n_valid = int(np.clip(reg.n_out - qs * L, 0, L).sum())
             op = self._pim(f"{reg.name}.b{c}", ROLE_TAGS[role], x_deps, dev.all_mask, ins, n_valid * reg.n_in,
                            "gemv", layer, [x], [acc_t], data)
-            out.append((off + qs[0] * L, off + min(reg.n_out, (qs[-1] + 1) * L), [op]))
+            out.append((off + int(qs[0]) * L, off + min(reg.n_out, (int(qs[-1]) + 1) * L), [op]))
         return out
 
     # ------------------------------------------------------------------ elementwise helpers

@@ -70,6 +70,8 @@ def test_step_performs_exactly_the_models_macs(spec, hw, strategy, data):
     mode = data.draw(st.sampled_from(ROW_COMMANDS))
     prog = compile_step(spec, hw, p, strategy, row_commands=mode, token=data.draw(st.integers(0, spec.vocab_size - 1)))
     prog.check()
+    for op in prog.ops:  # plain integers: sizes go to JSON reports
+        assert all(type(v) is int for v in (op.id, op.layer, getattr(op, "macs", 0), getattr(op, "elements", 0)))
     expected = spec.matmul_params_per_token + 2 * spec.n_layers * spec.q_dim * (p + 1)
     names = prog.command_names
     gb = {}
