@@ -16,6 +16,13 @@ Op kinds
           engine times as commands, WRGB or RDMAC16, is inside PimOps, not here).
 
 `tag` is the breakdown category a report charges the op's time and energy to (TAGS).
+
+Data (for a functional executor): a PimOp's `data` (DataBinding) says which tensor elements its
+register-path and data commands carry; its MAC16 operands come from the memory image at the
+addresses the instructions name. Tensors are flat fp32 vectors named in `Program.tensors`
+(name -> length). A reference in `reads`/`writes` is a tensor name, optionally with an element
+slice `name[lo:hi]`, or `param:NAME[lo:hi]` for a parameter vector resident in the ASIC (norm
+gains, biases). ASIC op semantics per kind are documented in ASIC_SEMANTICS.
 """
 from __future__ import annotations
 
@@ -31,6 +38,51 @@ TAGS = ("embedding", "qkv", "attention_scores", "softmax", "attention_context", 
 ASIC_KINDS = ("reduce", "layernorm", "rmsnorm", "softmax", "gelu", "silu", "mul", "residual_add",
               "bias_add", "rotary", "scale", "argmax", "convert")
 IO_DIRECTIONS = ("asic_to_pim", "pim_to_asic", "host_to_asic", "asic_to_host")
+# What each ASIC kind computes from its reads into its writes (all fp32, elementwise over the
+# slice unless said otherwise); `meta` keys in brackets.
+ASIC_SEMANTICS = {
+    "reduce": "w = sum over k < [terms] of r0[k*[stride] + lo : k*[stride] + hi], (lo, hi) = w's slice",
+    "layernorm": "w = LayerNorm(r0) with gain r1 and bias r2, epsilon [eps]",
+    "rmsnorm": "w = RMSNorm(r0) with gain r1, epsilon [eps]",
+    "softmax": "w = softmax of r0 viewed as [rows, elements / rows], per row",
+    "gelu": "w = GELU (tanh approximation) of r0",
+    "silu": "w = r0 * sigmoid(r0)",
+    "mul": "w = r0 * r1",
+    "residual_add": "w = r0 + r1",
+    "bias_add": "w = r0 + r1",
+    "rotary": "w = r0 viewed as [heads, [d_head]] rotated (rotate-half) at the program's position, base [theta]",
+    "scale": "w = r0 * [factor]",
+    "argmax": "w[0] = index of the largest element of r0 (first on ties)",
+    "convert": "w = r0 (a copy into another tensor)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class DataBinding:
+    """The data a PimOp's commands move, as element indices into flat tensors (-1: none).
+
+    E = elements per column (column_bytes / element bytes), B = banks per channel. Index arrays
+    are consumed in instruction order; for an instruction whose mask holds several channels,
+    WRGB/WR data are the same on every channel, and MAC-register reads take one row of
+    `acc_index` per channel, channels ascending.
+    - WRGB (COL = first global-buffer column, COUNT columns): global-buffer lane e of column c
+      gets gb_src[gb_index[n, e]] (0 when -1), one row of gb_index per column. A MAC16 at row
+      column c multiplies that column with global-buffer column c (AiM streams both in step).
+    - RDMAC16: the B MAC registers go to acc_dst[acc_index[n, b]] (discarded when -1); a read
+      clears the registers (they accumulate from 0 again).
+    - WR (COUNT columns): lane e of each column gets wr_src[wr_index[n, e]]; -1 lanes are masked
+      (the stored element is kept).
+    - RD (COUNT columns): rd_dst[rd_index[n, e]] gets lane e (-1: not needed).
+    """
+
+    gb_src: str = ""
+    gb_index: np.ndarray | None = None     # [WRGB columns, E] int32
+    acc_dst: str = ""
+    acc_index: np.ndarray | None = None    # [RDMAC16 channel-reads, B] int32
+    wr_src: str = ""
+    wr_index: np.ndarray | None = None     # [WR columns, E] int32
+    rd_dst: str = ""
+    rd_index: np.ndarray | None = None     # [RD columns, E] int32
 
 
 @dataclass(frozen=True)
@@ -47,6 +99,7 @@ class PimOp:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    data: DataBinding | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -81,6 +134,9 @@ class IoOp:
 
 
 Op = PimOp | AsicOp | IoOp
+# Ordering rule: PimOps that share a channel run on it in program order (the global buffer and
+# the MAC registers are per-channel state); `deps` are data dependencies, including a global
+# buffer filled by an earlier op and read by a later one.
 
 
 @dataclass(frozen=True)
@@ -94,6 +150,12 @@ class Program:
     position: int
     strategy: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    tensors: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # name -> elements
+
+    def pim_instructions(self) -> np.ndarray:
+        """Every PimOp's instruction block in program order: the PIM part, timed back to back."""
+        blocks = [op.instructions for op in self.ops if isinstance(op, PimOp)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, N_FIELDS), np.int64)
 
     def check(self) -> None:
         """Ids are 0..n-1 in order, dependencies point backwards, tags and kinds are known."""

@@ -93,10 +93,177 @@ def _cmd_models(argv: list[str]) -> int:
     return models_main(argv)
 
 
+# --------------------------------------------------------------------------- mapping commands
+
+
+def _add_step(p: argparse.ArgumentParser, position: bool = True) -> None:
+    from mapping.placement import STRATEGIES
+
+    p.add_argument("--model", required=True, help="built-in model name or a model YAML file")
+    _add_hw(p)
+    if position:
+        p.add_argument("--position", type=int, required=True, help="position of the decoded token (0-based)")
+    p.add_argument("--strategy", default="pim-gpt", choices=STRATEGIES, help="mapping strategy (default pim-gpt)")
+    p.add_argument("--context", type=int, help="positions of KV cache to reserve (default: the model's max_context)")
+
+
+def _cmd_compile(argv: list[str]) -> int:
+    from mapping.compile import compiler_for
+    from mapping.kernels import ROW_COMMANDS
+    from mapping.placement import placement_summary
+    from mapping.stats import add_timing, step_statistics
+    from sim.config import load_config
+    from sim.derived import derived_figures
+    from sim.engine import Engine
+    from sim.results import provenance, write_json_atomic
+    from workloads import get_spec
+
+    p = argparse.ArgumentParser(prog="pimsim compile", description="compile one decode step; print its statistics "
+                                "and the time of its PIM part alone (the engine, ops back to back)")
+    _add_step(p)
+    p.add_argument("--row-commands", choices=ROW_COMMANDS, help="how rows are opened and closed (default: explicit "
+                   "for pim-gpt, controller for naive)")
+    p.add_argument("--no-refresh", action="store_true", help="time without refresh")
+    p.add_argument("--json", metavar="OUT", help="write totals, per-tag and per-op statistics to this JSON file")
+    a = p.parse_args(argv)
+    cfg = load_config(a.hw, _overrides(a.set))
+    comp = compiler_for(get_spec(a.model), cfg, a.strategy, a.context, a.row_commands)
+    prog = comp.compile(a.position)
+    row_pass = int(next(f.value for f in derived_figures(cfg) if f.name == "row_pass_cycles"))
+    stats = step_statistics(prog, comp.dev, row_pass)
+    eng = Engine(cfg, refresh=False if a.no_refresh else None)
+    eng.warm_up()
+    res = eng.run(prog.pim_instructions())
+    std = eng.std
+    columns = tuple(n for n, c in zip(std.command_names, std.is_column) if c)
+    add_timing(stats, res.cycles, res.command_totals(), columns, std.command_names[std.cmd_mode],
+               std.command_names[std.cmd_ref] if std.cmd_ref >= 0 else None, cfg.dram.tck_ns)
+    t, place = stats["total"], placement_summary(comp.placement)
+    print(f"{prog.model} on {cfg.name}: decode step at position {prog.position} (strategy {prog.strategy}, rows "
+          f"{comp.mode}, refresh {'on' if eng.refresh else 'off'}, KV cache for {comp.context} positions)")
+    print(f"  ops {len(prog.ops)} (PIM {t['pim_ops']}, ASIC {t['asic_ops']}, I/O {t['io_ops']}), "
+          f"{t['instructions']:,} PIM instructions")
+    print(f"  pim_cycles={t['pim_cycles']:,} ({t['pim_time_us']:.1f} us)  row_pass_floor_cycles="
+          f"{t['row_pass_floor_cycles']:,} ({t['row_passes_busiest_channel']:,} row passes x {row_pass})  "
+          f"pim/floor={t['pim_over_floor']:.3f}")
+    print(f"  row_hit_rate={t['row_hit_rate']:.4f}  row_activations={t['row_activations']:,}  "
+          f"mode_changes={t['mode_changes']:,}  refreshes={t['refreshes']:,}")
+    print(f"  MAC16={t['mac16']:,}  GB_writes={t['gb_writes']:,}  MAC_reads={t['mac_reads']:,}  "
+          f"KV_writes={t['kv_writes']:,}  reads={t['reads']:,}  io_bytes={t['io_bytes']:,}  "
+          f"asic_elements={t['asic_elements']:,}")
+    print(f"  MACs={t['macs']:,}  compute padding={t['compute_padding']:.2%}  memory padding="
+          f"{place['padding_fraction']:.2%} of {place['allocated_bytes']:,} allocated bytes")
+    print(f"  {'tag':18s} {'ops':>6s} {'MAC16':>12s} {'GB_writes':>10s} {'MAC_reads':>10s} {'io_bytes':>12s} "
+          f"{'asic_elements':>13s}")
+    for tag, v in stats["by_tag"].items():
+        print(f"  {tag:18s} {v['ops']:6d} {v['mac16']:12,d} {v['gb_writes']:10,d} {v['mac_reads']:10,d} "
+              f"{v['io_bytes']:12,d} {v['asic_elements']:13,d}")
+    if a.json:
+        payload = {"model": prog.model, "position": prog.position, "strategy": prog.strategy,
+                   "row_commands": comp.mode, "refresh": eng.refresh, "total": t, "by_tag": stats["by_tag"],
+                   "placement": place, "ops": stats["ops"], **provenance(cfg)}
+        write_json_atomic(a.json, payload)
+        print(f"wrote {a.json}")
+    return 0
+
+
+def _cmd_place(argv: list[str]) -> int:
+    from mapping.placement import place, placement_summary, placement_table
+    from sim.config import load_config
+    from sim.results import provenance, write_json_atomic
+    from workloads import get_spec
+
+    p = argparse.ArgumentParser(prog="pimsim place", description="where every weight matrix and the KV cache live")
+    _add_step(p, position=False)
+    p.add_argument("--json", metavar="OUT", help="write the table and summary to this JSON file")
+    a = p.parse_args(argv)
+    cfg = load_config(a.hw, _overrides(a.set))
+    pl = place(get_spec(a.model), cfg, a.strategy, a.context)
+    rows, s = placement_table(pl), placement_summary(pl)
+    print(f"{s['model']} on {s['hardware']} (strategy {s['strategy']}, KV cache for {s['context']} positions): "
+          f"{s['rows_used']:,} of {s['rows_per_bank']:,} rows per bank, {s['allocated_bytes']:,} of "
+          f"{s['capacity_bytes']:,} bytes; padding {s['padding_fraction']:.2%}; ASIC-resident vectors "
+          f"{s['asic_param_bytes']:,} bytes")
+    print(f"{'region':20s} {'kind':8s} {'shape':>16s} {'ch':>3s} {'banks':>5s} {'rows':>12s} {'bytes':>13s} "
+          f"{'util':>6s}  tensors")
+    for r in rows:
+        span = f"{r['first_row']}+{r['rows']}"
+        print(f"{r['region']:20s} {r['kind']:8s} {r['shape']:>16s} {r['channels']:3d} {r['banks']:5d} {span:>12s} "
+              f"{r['bytes']:13,d} {r['utilisation']:6.1%}  {r['tensors']}")
+    if a.json:
+        write_json_atomic(a.json, {"summary": s, "regions": rows, **provenance(cfg)})
+        print(f"wrote {a.json}")
+    return 0
+
+
+def _cmd_accuracy(argv: list[str]) -> int:
+    from mapping.accuracy import NUMERICS, accuracy
+    from mapping.kernels import ROW_COMMANDS
+    from mapping.placement import STRATEGIES
+    from sim.config import load_config
+    from sim.results import provenance, write_json_atomic
+    from workloads import load_model
+
+    p = argparse.ArgumentParser(prog="pimsim accuracy", description="run the reference and the compiled programs "
+                                "(exact executor) on the same tokens and compare the logits")
+    p.add_argument("--model", required=True, help="built-in model name, model YAML, .gguf file or HF directory")
+    p.add_argument("--weights", default="random", help="random (seeded), auto (the model's own or packaged weights) "
+                   "or a .gguf file / Hugging Face directory")
+    p.add_argument("--tokens", type=int, default=8, help="tokens to decode (default 8)")
+    p.add_argument("--numerics", default="exact", choices=NUMERICS, help="executor numerics (exact: fp32, exact sums)")
+    _add_hw(p)
+    p.add_argument("--strategy", default="pim-gpt", choices=STRATEGIES)
+    p.add_argument("--row-commands", choices=ROW_COMMANDS)
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights and random prompt tokens")
+    p.add_argument("--json", metavar="OUT", help="write summary and per-token figures to this JSON file")
+    a = p.parse_args(argv)
+    cfg = load_config(a.hw, _overrides(a.set))
+    model = load_model(a.model, weights=a.weights, seed=a.seed)
+    out = accuracy(model, cfg, a.tokens, a.strategy, a.row_commands, a.numerics, a.seed)
+    s = out["summary"]
+    print(f"{s['model']} ({s['weights']}) on {cfg.name}, strategy {s['strategy']}, {s['tokens']} tokens, numerics "
+          f"{s['numerics']}: max_abs_logit_error={s['max_abs_logit_error']:.3g} top1_agreement={s['top1_agreement']:.3f}")
+    if a.json:
+        write_json_atomic(a.json, {**out, **provenance(cfg)})
+        print(f"wrote {a.json}")
+    return 0
+
+
+def _cmd_export_trace(argv: list[str]) -> int:
+    from mapping.compile import compile_step
+    from mapping.export import aim_trace
+    from sim.config import load_config
+    from workloads import get_spec
+
+    p = argparse.ArgumentParser(prog="pimsim export-trace", description="write the PIM part of a decode step as a "
+                                "trace of the public AiM simulator (rows left to its controller: that format has no "
+                                "precharge or activate ISR); `pimsim run-trace` reads it back")
+    p.add_argument("--format", default="aim", choices=["aim"])
+    _add_step(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    a = p.parse_args(argv)
+    cfg = load_config(a.hw, _overrides(a.set))
+    prog = compile_step(get_spec(a.model), cfg, a.position, a.strategy, a.context, row_commands="controller")
+    text = aim_trace(prog, cfg.dram.channels)
+    from pathlib import Path
+
+    out = Path(a.output)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(f"wrote {out}: {text.count(chr(10)):,} lines ({prog.model} on {cfg.name}, position {prog.position}, "
+          f"strategy {prog.strategy}, rows left to the controller); time it with: pimsim run-trace {out} --hw {a.hw}")
+    return 0
+
+
 SUBCOMMANDS = {
     "validate": (_cmd_validate, "check a hardware config and print derived figures"),
     "run-trace": (_cmd_run_trace, "time a trace of the public AiM simulator"),
     "models": (_cmd_models, "list models with sizes and per-token costs"),
+    "compile": (_cmd_compile, "compile a decode step: statistics and PIM cycles"),
+    "place": (_cmd_place, "where a model's weights and KV cache live"),
+    "accuracy": (_cmd_accuracy, "compiled programs vs the reference on the same tokens"),
+    "export-trace": (_cmd_export_trace, "write a decode step as an AiM simulator trace"),
 }
 
 
