@@ -87,6 +87,77 @@ def _cmd_run_trace(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_run(argv: list[str]) -> int:
+    from sim.compose import simulate
+    from sim.results import write_json_atomic
+    from sim.system.model import MODES
+
+    p = argparse.ArgumentParser(prog="pimsim run",
+                                description="simulate GPT token generation on PIM hardware: latency and energy per token")
+    _add_hw(p)
+    p.add_argument("--model", default="gpt2-medium", help="model zoo name or YAML file (default gpt2-medium)")
+    p.add_argument("--prompt-len", type=int, default=8, help="prompt tokens, processed one at a time (default 8)")
+    p.add_argument("--gen-len", type=int, default=32, help="generated tokens (default 32)")
+    p.add_argument("--mode", default="overlap", help=f"{' | '.join(MODES)} (default overlap)")
+    p.add_argument("--strategy", default="pim-gpt", help="mapping strategy (default pim-gpt)")
+    p.add_argument("--no-refresh", action="store_true", help="do not issue refresh")
+    p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    if a.json:
+        _check_output_path(a.json)
+    gen = simulate(a.model, a.hw, a.prompt_len, a.gen_len, mode=a.mode, strategy=a.strategy,
+                   overrides=_overrides(a.set), refresh=False if a.no_refresh else None,
+                   progress=not a.no_progress)
+    _print_summary(gen)
+    if a.json:
+        write_json_atomic(a.json, gen.to_json())
+        print(f"wrote {a.json}")
+    return 0
+
+
+def _check_output_path(path: str) -> None:
+    """Fail before simulating: the output must be a file in an existing directory."""
+    from pathlib import Path
+
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"--json {path}: is a directory; give a file name")
+    if not out.parent.exists():
+        raise ValueError(f"--json {path}: directory {out.parent} does not exist")
+
+
+def _print_summary(gen) -> None:
+    s, c = gen.summary, gen.config
+    hw = c["hardware"]
+    print(f"{c['model']['name']} on {hw['name']} ({hw['dram']['channels']} channels), mode {c['mode']}, "
+          f"prompt {c['prompt_len']} + generated {c['gen_len']} tokens, refresh {'on' if c['refresh'] else 'off'}")
+    rows = [
+        ("latency per token", s["latency_s_per_token_mean"] * 1e3, "ms"),
+        ("tokens per second", s["tokens_per_s"], "tok/s"),
+        ("energy per token", s["energy_j_per_token_mean"] * 1e3, "mJ"),
+        ("PIM alone per token", s["pim_only_s_per_token"] * 1e3, "ms"),
+        ("row-pass floor per token", s["row_pass_floor_s_per_token"] * 1e3, "ms"),
+        ("bandwidth bound per token", s["bound_s_per_token"] * 1e3, "ms"),
+        ("row-hit rate", s["row_hit_rate"] * 100 if s["row_hit_rate"] is not None else float("nan"), "%"),
+        ("MAC utilisation", s["mac_utilization"] * 100, "%"),
+        ("non-PIM share of latency", s["non_pim_latency_share"] * 100, "%"),
+    ]
+    for name, v, unit in rows:
+        print(f"  {name:28s} {v:12.4f} {unit}")
+    lat = s["latency_s_per_token_mean"]
+    print("  latency by op (share of a token):")
+    for k, v in sorted(s["breakdown_latency_s"].items(), key=lambda kv: -kv[1]):
+        print(f"    {k:24s} {v * 1e6:12.2f} us  {v / lat * 100:6.2f} %")
+    e = s["breakdown_energy_j"]
+    tot = s["energy_j_per_token_mean"]
+    print("  energy by component (per token):")
+    parts = [("DRAM/PIM commands", sum(e["pim_commands"].values())), ("background", sum(e["background"].values())),
+             ("I/O", e["io"]), ("ASIC", sum(e["asic"].values()))]
+    for k, v in parts:
+        print(f"    {k:24s} {v * 1e6:12.2f} uJ  {v / tot * 100:6.2f} %")
+
+
 def _cmd_models(argv: list[str]) -> int:
     from workloads.cli import main as models_main
 
@@ -257,6 +328,7 @@ def _cmd_export_trace(argv: list[str]) -> int:
 
 
 SUBCOMMANDS = {
+    "run": (_cmd_run, "simulate token generation: latency and energy per token"),
     "validate": (_cmd_validate, "check a hardware config and print derived figures"),
     "run-trace": (_cmd_run_trace, "time a trace of the public AiM simulator"),
     "models": (_cmd_models, "list models with sizes and per-token costs"),

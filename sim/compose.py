@@ -98,8 +98,8 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
     t = cfg.dram.timing
     refresh_on = system.engine.refresh
     refresh_factor = t["nREFI"] / (t["nREFI"] - t["nRFC"]) if refresh_on else 1.0
-    weight_bytes = spec.matmul_weight_bf16_bytes()
-    kv_per_pos = spec.kv_bytes_per_position()
+    weight_bytes = spec.matmul_weight_bf16_bytes
+    kv_per_pos = spec.kv_bytes_per_position
     act16 = system.engine.std.cmd("ACT16")
     tck = cfg.dram.tck_ns
     positions = range(context)
