@@ -219,6 +219,21 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError("--set", key, f"value '{raw}' is not valid YAML") from None
 
 
+class OverrideError(ConfigError):
+    """A `--set KEY=VALUE` that the configuration rejects: names the option and the value given."""
+
+    def __init__(self, overrides: dict[str, Any], keys: list[str], message: str, config_source: str):
+        shown = " ".join(f"--set {k}={show_value(overrides[k])}" for k in keys)
+        ValueError.__init__(self, f"{shown}: {message} (applied to {config_source})")
+        self.source, self.key, self.message = "--set", keys[0], message
+
+
+def show_value(value: Any) -> str:
+    """A value as it would be written after `--set KEY=` (text that YAML reads otherwise is quoted)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
+    return text.removesuffix("...").strip()  # YAML ends a lone scalar with a '...' marker
+
+
 def apply_overrides(data: dict, overrides: dict[str, Any], source: str) -> dict:
     """Set dotted keys in a raw config dict; a key must already exist unless its parent is a mapping of timings."""
     data = copy.deepcopy(data)
@@ -227,26 +242,36 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str) -> dict:
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(source, key, f"unknown key '{'.'.join(parts[: depth + 1])}'")
+                raise OverrideError(overrides, [key], f"unknown key '{'.'.join(parts[: depth + 1])}'", source)
             node = node[part]
         if not isinstance(node, dict):
-            raise ConfigError(source, key, "parent is not a mapping")
+            raise OverrideError(overrides, [key], f"'{'.'.join(parts[:-1])}' is not a mapping", source)
         leaf = parts[-1]
         if leaf not in node and parts[:-1] != ["dram", "timing"]:
             known = ", ".join(sorted(node)) if node else "(none)"
-            raise ConfigError(source, key, f"unknown key '{leaf}'; known keys here: {known}")
+            raise OverrideError(overrides, [key], f"unknown key '{leaf}'; known keys here: {known}", source)
         node[leaf] = value
     return data
+
+
+def _blamed(overrides: dict[str, Any] | None, key: str) -> list[str]:
+    """The overrides an error at dotted `key` comes from: the key itself, a parent of it that was
+    replaced, or (for a check of a whole section) the overrides inside that section."""
+    if not overrides or not key:
+        return []
+    return [k for k in overrides if k == key or key.startswith(k + ".") or k.startswith(key + ".")]
 
 
 def _validation_error(source: str, exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")  # pydantic's wording for a validator's ValueError
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":
         msg = "required key is missing"
+    elif "input" in first and not isinstance(first["input"], (dict, list)):
+        msg += f", got {first['input']!r}"
     more = len(exc.errors()) - 1
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -263,16 +288,23 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if overrides:
         raw = apply_overrides(raw, overrides, source)
     try:
-        cfg = HardwareConfig(**raw, source=source)
-    except ValidationError as exc:
-        raise _validation_error(source, exc) from None
-    except TypeError as exc:  # e.g. a key that collides with the model's own arguments
-        raise ConfigError(source, "", str(exc)) from None
-    # Validates timings against the standard (missing/unknown/impossible values).
-    from sim.dram_spec import compile_standard
+        try:
+            cfg = HardwareConfig(**raw, source=source)
+        except ValidationError as exc:
+            raise _validation_error(source, exc) from None
+        except TypeError as exc:  # e.g. a key that collides with the model's own arguments
+            raise ConfigError(source, "", str(exc)) from None
+        # Validates timings against the standard (missing/unknown/impossible values).
+        from sim.dram_spec import compile_standard
 
-    compile_standard(cfg)
-    _check_pim(cfg)
+        compile_standard(cfg)
+        _check_pim(cfg)
+    except ConfigError as exc:
+        blamed = _blamed(overrides, exc.key) if exc.source == source else []
+        if blamed:
+            message = exc.message if exc.key in blamed else f"{exc.key}: {exc.message}"
+            raise OverrideError(overrides, blamed, message, source) from None
+        raise
     return cfg
 
 

@@ -191,7 +191,7 @@ def test_cli_run_trace_golden_and_json(tmp_path, capsys):
 def test_cli_run_trace_bad_line_names_line(tmp_path, capsys):
     trace = write(tmp_path, "AiM MAC_ABK 64 0xffffffff 0\nAiM MAC_ABK 64 0xffffffff\n", "bad.trace")
     out = tmp_path / "res.json"
-    assert cli(["run-trace", str(trace), "--json", str(out)]) == 2
+    assert cli(["run-trace", str(trace), "--hw", "aim-32ch", "--json", str(out)]) == 2
     err = capsys.readouterr().err
     assert "bad.trace:2" in err and "expected" in err
     assert not out.exists()
