@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.checker import assert_schedule_ok, check_counts, check_schedule
+from sim.checker import assert_schedule_ok, check_counts, check_schedule, finish_cycle
 from sim.commands import ALL_BANKS, barrier, column, precharge, program, raw, simple
 from sim.config import load_config
 from sim.dram_spec import compile_standard
@@ -97,7 +97,7 @@ def test_blocking_read_holds_back_other_channels(pim):
     assert rd["cycle"] == 182 + 1 + 32
     ch1_act = s[(s["channel"] == 1)][0]
     assert ch1_act["cmd"] == std.cmd("ACT16") and ch1_act["cycle"] == rd["cycle"] + 0 + 2
-    assert_schedule_ok(s, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(s, cfg, prog, refresh=False, close_rows=True)
 
 
 def test_barrier_waits_for_all_channels(pim):
@@ -169,8 +169,7 @@ def test_every_constraint_row_blocks_until_its_cycle(preset, a_name, b_name, sco
     early = res.schedule.copy()
     early["cycle"][1] = expected - 1
     if expected - 1 >= 0:
-        kinds = {v.kind for v in check_schedule(early, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups,
-                                                tight=False) if v.index == 1}
+        kinds = {v.kind for v in check_schedule(early, cfg, prog, refresh=False, tight=False) if v.index == 1}
         assert kinds & {"timing", "bus"}
 
 
@@ -234,9 +233,9 @@ def _miss_stream_acts(cfg):
     std = compile_standard(cfg)
     rd = std.cmd("RD")
     order = [g * 4 + i for i in range(4) for g in range(4)]  # alternate bank groups
-    rows = [column(1, rd, row=r, count=1, bank=b) for r in range(3) for b in order]
-    res = Engine(cfg, refresh=False).run(program(rows), record=True)
-    assert_schedule_ok(res.schedule, std, 16, 4)
+    prog = program([column(1, rd, row=r, count=1, bank=b) for r in range(3) for b in order])
+    res = Engine(cfg, refresh=False).run(prog, record=True)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=False, close_rows=True)
     return schedule_of(res, std, "ACT")["cycle"]
 
 
@@ -275,7 +274,7 @@ def test_refresh_count_and_lost_time_follow_nrefi_and_nrfc(pim):
     # each refresh costs nRFC, plus at most the re-open cost when it interrupts a row pass:
     # nRTP (last MAC16 -> PREA) + nRP (PREA -> REFab) + nRCDRDMAC (ACT16 -> MAC16) = 100
     assert n_ref * 210 <= lost <= n_ref * (210 + 12 + 32 + 56)
-    assert_schedule_ok(res.schedule, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=True, close_rows=True)
 
 
 def test_idle_gap_gets_its_refreshes_on_time(pim):
@@ -343,11 +342,10 @@ def test_random_aim_streams_are_legal_and_tight(case, start):
     cfg, std, prog, refresh = case
     res = Engine(cfg, refresh=refresh).run(prog, record=True, start_cycle=start)
     assert np.all(res.schedule["release"] >= start) if not refresh else True
-    assert_schedule_ok(res.schedule, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=refresh, close_rows=True, start_cycle=start)
     assert check_counts(res.schedule, res.counts, std.command_names) == []
-    if len(res.schedule):  # finish = the latest issue + done (the table's `done` expressions)
-        s = res.schedule
-        assert res.finish_cycle == int((s["cycle"] + std.done[s["cmd"]]).max())
+    # finish = the latest completion of the run's own (non-refresh) commands, `done` read by the checker
+    assert res.finish_cycle == finish_cycle(res.schedule, cfg, start)
 
 
 @SETTINGS
@@ -355,7 +353,7 @@ def test_random_aim_streams_are_legal_and_tight(case, start):
 def test_random_gddr6_streams_are_legal_and_tight(case):
     cfg, std, prog, refresh = case
     res = Engine(cfg, refresh=refresh).run(prog, record=True)
-    assert_schedule_ok(res.schedule, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=refresh, close_rows=True)
 
 
 @SETTINGS
@@ -423,9 +421,10 @@ def test_tiny_refresh_interval_still_makes_progress(pim):
     refresh is postponed until the command has issued, so the run ends (legal and tight)."""
     cfg = load_config("pim-gpt", {"dram.channels": 1, "dram.timing.nREFI": 230})
     std = compile_standard(cfg)
-    res = Engine(cfg).run(program([column(1, std.cmd("MAC16"), row=r, count=64) for r in range(3)]), record=True)
+    prog = program([column(1, std.cmd("MAC16"), row=r, count=64) for r in range(3)])
+    res = Engine(cfg).run(prog, record=True)
     assert res.command_totals()["MAC16"] == 192
-    assert_schedule_ok(res.schedule, std, 16, 4)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=True, close_rows=True)
 
 
 def test_raw_mode_change_is_tracked(pim):
