@@ -539,14 +539,33 @@ def _fmt(dev: Device, ch: _Channel, k: int) -> str:
     return f"{dev.commands[int(ch.cmd[k])]}{'' if bank < 0 else f'[b{bank}]'}@{int(ch.cycle[k])}"
 
 
-def _timing_violations(ch: _Channel, dev: Device, tight: bool, exhaustive: bool) -> list[Violation]:
+def _bounds(ch: _Channel, dev: Device, exhaustive: bool):
+    """Every entry's bounds: command bus, each rule's, and the largest of all with its source.
+
+    Returns (bus [n], [(rule index, bound [n])], best [n], best_src [n]); best_src is -1 for the
+    release, -2 for the bus, else the rule index."""
     n = len(ch.cmd)
+    bus = np.full(n, NEG)
+    bus[1:] = ch.cycle[:-1] + dev.issue_gap
+    best = np.maximum(ch.release, bus)
+    best_src = np.where(bus > ch.release, -2, -1)
+    per_rule = []
+    bound_of = _rule_bound_pairwise if exhaustive else _rule_bound
+    for r, rule in enumerate(dev.rules):
+        bound = bound_of(rule, ch, dev.banks_per_group)
+        if bound is None:
+            continue
+        per_rule.append((r, bound))
+        better = bound > best
+        best = np.where(better, bound, best)
+        best_src = np.where(better, r, best_src)
+    return bus, per_rule, best, best_src
+
+
+def _timing_violations(ch: _Channel, dev: Device, tight: bool, exhaustive: bool) -> list[Violation]:
     bpg = dev.banks_per_group
     cyc = ch.cycle
-    bus = np.full(n, NEG)
-    bus[1:] = cyc[:-1] + dev.issue_gap
-    best = np.maximum(ch.release, bus)
-    best_src = np.where(bus > ch.release, -2, -1)  # -1 release, -2 bus, r >= 0 rule index
+    bus, per_rule, best, best_src = _bounds(ch, dev, exhaustive)
     out: list[tuple[int, Violation]] = []
 
     def add(k: int, kind: str, text: str) -> None:
@@ -558,11 +577,8 @@ def _timing_violations(ch: _Channel, dev: Device, tight: bool, exhaustive: bool)
         order = " (out of order)" if cyc[k] < cyc[k - 1] else ""
         add(k, "bus", f"{_fmt(dev, ch, k - 1)} -> {_fmt(dev, ch, k)}: command bus needs {dev.issue_gap} "
                       f"cycle(s) between commands{order}")
-    bound_of = _rule_bound_pairwise if exhaustive else _rule_bound
-    for r, rule in enumerate(dev.rules):
-        bound = bound_of(rule, ch, bpg)
-        if bound is None:
-            continue
+    for r, bound in per_rule:
+        rule = dev.rules[r]
         for k in np.flatnonzero(cyc < bound):
             src = _source(rule, ch, int(k), bpg)
             if rule.window:
@@ -572,9 +588,6 @@ def _timing_violations(ch: _Channel, dev: Device, tight: bool, exhaustive: bool)
                 text = (f"{_fmt(dev, ch, src)} -> {_fmt(dev, ch, k)} needs {rule.cycles} cycles ({rule.label}), "
                         f"has {int(cyc[k] - cyc[src])}")
             add(k, "window" if rule.window else "timing", text)
-        better = bound > best
-        best = np.where(better, bound, best)
-        best_src = np.where(better, r, best_src)
     if tight:
         for k in np.flatnonzero((ch.instr >= 0) & (cyc > best)):
             s = int(best_src[k])
@@ -868,6 +881,17 @@ def _check_program(program, dev: Device) -> np.ndarray:
     return prog
 
 
+def _with_tail(prog: np.ndarray, dev: Device, close_rows: bool) -> np.ndarray:
+    """The program plus, with close_rows, the final precharge of the channels it touched (as the
+    engine appends it; instruction len(program), any op id)."""
+    if not close_rows:
+        return prog
+    mask = sum(1 << int(c) for c in np.flatnonzero(_touched(prog, dev.channels)))
+    if not mask:
+        return prog
+    return np.concatenate([prog, np.array([[OP_PRECHARGE, mask, -1, -1, -1, 0, 1, 0, -1]], np.int64)])
+
+
 def check_schedule(schedule: np.ndarray, hw, program: np.ndarray | None = None, *, start_cycle: int = 0,
                    refresh: bool | None = None, close_rows: bool = False, tight: bool = True,
                    initial_mode: str = "mem", exhaustive: bool = False) -> list[Violation]:
@@ -891,13 +915,7 @@ def check_schedule(schedule: np.ndarray, hw, program: np.ndarray | None = None, 
     schedule = np.asarray(schedule)
     prog = None
     if program is not None:
-        prog = _check_program(program, dev)
-        if close_rows:
-            touched = _touched(prog, dev.channels)
-            mask = sum(1 << c for c in np.flatnonzero(touched))
-            if mask:
-                tail = np.array([[OP_PRECHARGE, mask, -1, -1, -1, 0, 1, 0, -1]], np.int64)
-                prog = np.concatenate([prog, tail])
+        prog = _with_tail(_check_program(program, dev), dev, close_rows)
     bad = _format_violations(schedule, dev, prog)
     if bad:
         return bad
@@ -932,6 +950,26 @@ def _state_only(ch: _Channel, dev: Device, initial_mode: str) -> list[Violation]
     for k, (c, bank, row) in enumerate(zip(ch.cmd.tolist(), ch.bank.tolist(), ch.row.tolist())):
         for p in st.apply(c, bank, row):
             out.append(Violation(int(ch.index[k]), ch.channel, int(ch.cycle[k]), dev.commands[c], "state", p))
+    return out
+
+
+def earliest_cycles(schedule: np.ndarray, hw, program: np.ndarray | None = None, *, start_cycle: int = 0,
+                    close_rows: bool = False) -> np.ndarray:
+    """[n] for each entry (schedule order), the earliest cycle it could have issued given the
+    entries before it on its channel: the largest of its release (derived from the program; none
+    for refresh-owned entries or without a program), the command bus and every constraint row.
+
+    The tightness check compares program commands with this; an in-order reference scheduler is
+    "issue each command at this cycle", one command at a time."""
+    dev = device(hw)
+    schedule = np.asarray(schedule)
+    release_of = None
+    if program is not None:
+        prog = _with_tail(_check_program(program, dev), dev, close_rows)
+        release_of = _release_table(prog, _masks(prog, dev.channels), schedule, dev, start_cycle)
+    out = np.full(len(schedule), NEG)
+    for ch in _split_channels(schedule, release_of):
+        out[ch.index] = _bounds(ch, dev, False)[2]
     return out
 
 
