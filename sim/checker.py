@@ -40,7 +40,7 @@ import numpy as np
 import yaml
 
 from hw_configs.isa import (
-    F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_FLAGS, F_OP, F_OPID, F_ROW, FLAG_BLOCKING, N_FIELDS,
+    F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_FLAGS, F_OP, F_OPID, F_ROW, FLAG_BLOCKING, MAX_CHANNELS, N_FIELDS,
     OP_BARRIER, OP_COLUMN, OP_NAMES, OP_PRECHARGE, OP_RAW, OP_SIMPLE, standard_file,
 )
 
@@ -303,7 +303,7 @@ def device(hw, *, timing: dict[str, int] | None = None, banks_per_channel: int |
     except OSError as exc:
         raise StandardFileError(str(path), "", f"cannot read the standard: {exc.strerror}") from None
     return _device(str(path), text, tuple(sorted(timing.items())), int(banks_per_channel), int(bank_groups),
-                   int(channels if channels is not None else 64), bool(refresh))
+                   int(channels if channels is not None else MAX_CHANNELS), bool(refresh))
 
 
 # --------------------------------------------------------------------------- the schedule per channel

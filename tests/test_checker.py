@@ -16,8 +16,8 @@ from hw_configs.isa import (
     F_FLAGS, FLAG_BLOCKING, SCHEDULE_DTYPE, STANDARDS_DIR, barrier, column, program, raw, simple,
 )
 from sim.checker import (
-    StandardFileError, assert_schedule_ok, check_counts, check_schedule, cycles_of, device, finish_cycle,
-    schedule_counts,
+    StandardFileError, assert_schedule_ok, check_counts, check_schedule, cycles_of, device, earliest_cycles,
+    finish_cycle, schedule_counts,
 )
 from sim.config import load_config
 
@@ -532,6 +532,34 @@ def test_refresh_owned_commands(pim_ref):
     assert any("only a refresh and the all-bank precharge" in v.rule for v in found)
 
 
+def _postponed_case():
+    """nREFI = 250 (just above nRFC = 210): row 1's first MAC16 (at 282 >= 250) waits for refresh 1
+    (PREA at ACT16@226 + nRAS = 280, REFab at ACT16 + nRC = 315) and ACT16 at REFab + nRFC = 525,
+    MAC16 at 581: refresh 2 fell due (500) while that request waited, so it may wait for it; the
+    next MAC16 could issue at 583 >= 500, so refresh 2 goes before it: PREA at MAC16 + nRTP = 593,
+    REFab at 625, ACT16 at 835, MAC16 at 891; likewise refresh 3 before the third MAC16."""
+    dev = with_timing("pim-gpt", nREFI=250)
+    prog = program([column(1, dev.cmd("MAC16"), row=0, count=N_MAC), column(1, dev.cmd("MAC16"), row=1, count=3)])
+    entries = column_pass(0, 0, 0) + [("PREA", 194, -1, -1, 1), ("ACT16", 226, -1, 1, 1)]
+    for j, (pre, ref, act) in enumerate([(280, 315, 525), (593, 625, 835), (903, 935, 1145)]):
+        entries += [("PREA", pre, -1, -1, -1), ("REFab", ref, -1, -1, -1), ("ACT16", act, -1, 1, 1),
+                    ("MAC16", act + 56, -1, 1, 1, 0, j)]
+    return dev, prog, entries
+
+
+def test_a_refresh_may_wait_for_a_request_it_fell_due_behind():
+    dev, prog, entries = _postponed_case()
+    assert check_schedule(sched(dev, entries), dev, prog) == []
+
+
+def test_a_refresh_may_not_wait_for_the_next_request():
+    dev, prog, entries = _postponed_case()
+    prog[1, 6] = 2  # two MAC16 on row 1; the second issued at 583 without refresh 2 (due 500)
+    first = entries.index(("MAC16", 581, -1, 1, 1, 0, 0))
+    found = check_schedule(sched(dev, entries[:first + 1] + [("MAC16", 583, -1, 1, 1, 0, 1)]), dev, prog)
+    assert kinds(found) == [(first + 1, "refresh")] and "refresh 2 (due at 500) not issued" in found[0].rule
+
+
 def test_at_most_eight_refreshes_are_owed(gddr6):
     # a raw stream of PRE to bank 0 (no rule between PREs on GDDR6): one per cycle; nREFI = 100
     dev = with_timing("gddr6-14gbps", nREFI=100)
@@ -768,6 +796,17 @@ def test_interleaved_channels_are_checked_independently(pim):
 def test_empty_schedule(pim):
     assert check_schedule(np.zeros(0, SCHEDULE_DTYPE), pim, program([])) == []
     assert check_schedule(np.zeros(0, SCHEDULE_DTYPE), pim, tight=False) == []
+
+
+def test_earliest_cycles_is_the_largest_bound(pim):
+    s = sched(pim, base_entries())
+    prog = raw_program(pim, s)
+    assert np.array_equal(earliest_cycles(s, pim, prog), s["cycle"])  # tight everywhere
+    s["cycle"][-1] += 7
+    s["cycle"][1] -= 1
+    ear = earliest_cycles(s, pim, prog)
+    assert ear[-1] == 226 and ear[1] == 56  # ACT16 at PREA + nRP; MAC16 at ACT16 + nRCDRDMAC
+    assert earliest_cycles(s, pim, prog, start_cycle=300)[0] == 300
 
 
 def test_legality_only_without_a_program(pim):
