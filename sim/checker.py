@@ -791,13 +791,51 @@ def _instruction_violations(ch: _Channel, dev: Device, program: np.ndarray, mask
     return out, unit_start
 
 
+def _refresh_owned_violations(ch: _Channel, dev: Device, refresh_on: bool) -> list[str | None]:
+    """Per entry, why a refresh-owned entry (instr -1) is not one (None when it is, or not owned).
+
+    A refresh is [PREA] REFab [ACT...]: the all-bank precharge when a row is open, the refresh, and
+    (after a refresh inside a raw stream) activates that re-open exactly the rows the precharge
+    closed, so the user's stream stays legal."""
+    n = len(ch.cmd)
+    why: list[str | None] = [None] * n
+    cmds, banks, rows, instrs = ch.cmd.tolist(), ch.bank.tolist(), ch.row.tolist(), ch.instr.tolist()
+    st = _Replay(dev, "mem")
+    closed: list[int] | None = None  # rows open before the current refresh's precharge
+    after_ref = False  # inside a refresh, past its REFab
+    for k in range(n):
+        c, owned = cmds[k], instrs[k] == -1
+        if not owned:
+            closed, after_ref = None, False
+        elif not refresh_on:
+            why[k] = "refresh is off, but the controller issued a refresh-owned command"
+        elif dev.refresh[c]:
+            after_ref = True
+            if closed is None:
+                closed = list(st.rows)
+        elif dev.is_precharge(c) and dev.target_all[c]:
+            nxt = k + 1
+            if nxt >= n or instrs[nxt] != -1 or not dev.refresh[cmds[nxt]]:
+                why[k] = "refresh-owned precharge not immediately followed by the refresh"
+            closed, after_ref = list(st.rows), False
+        elif dev.is_activate(c):
+            targets = range(dev.banks_per_channel) if banks[k] < 0 else [banks[k]]
+            if not after_ref or closed is None or any(closed[b] != rows[k] for b in targets):
+                why[k] = "refresh-owned activate that does not re-open a row the refresh closed"
+        else:
+            why[k] = "refresh control issues only a refresh, the all-bank precharge before it and activates " \
+                     "re-opening the rows it closed"
+        st.apply(c, banks[k], rows[k])
+    return why
+
+
 def _refresh_violations(ch: _Channel, dev: Device, refresh_on: bool, program: np.ndarray | None,
                         unit_start: np.ndarray | None) -> list[Violation]:
     """Refresh-owned commands (instr -1) and the controller's refresh obligations on one channel.
 
-    - refresh-owned: only REFab, or an all-bank precharge immediately followed by a refresh-owned
-      REFab; none at all with refresh off;
-    - the k-th refresh-owned REFab of the channel (k = 1, 2, ...) no earlier than k * nREFI;
+    - refresh-owned: see `_refresh_owned_violations`; none at all with refresh off;
+    - every REFab (the controller's or a raw one) meets the next obligation: the k-th of the
+      channel is due at k * nREFI, and the controller's are never issued before they are due;
     - when a non-refresh command issues at t, at most 8 refreshes are owed (due by t, not issued);
     - (with the program) a request that starts at entry H, after the previous non-refresh entry P,
       could not issue before L = max(P + command_issue_cycles, release of H); every refresh due by
@@ -812,30 +850,22 @@ def _refresh_violations(ch: _Channel, dev: Device, refresh_on: bool, program: np
         out.append(Violation(int(ch.index[k]), ch.channel, int(ch.cycle[k]), dev.commands[int(ch.cmd[k])],
                              "refresh", text))
 
-    owned = ch.instr == -1
-    for k in np.flatnonzero(owned):
-        c = int(ch.cmd[k])
-        if not refresh_on:
-            v(k, "refresh is off, but the controller issued a refresh-owned command")
-        elif dev.refresh[c]:
-            continue
-        elif dev.is_precharge(c) and dev.target_all[c]:
-            nxt = k + 1
-            if nxt >= n or not owned[nxt] or not dev.refresh[int(ch.cmd[nxt])]:
-                v(k, "refresh-owned precharge not immediately followed by the refresh")
-        else:
-            v(k, "only a refresh and the all-bank precharge before it are owned by refresh control")
+    for k, why in enumerate(_refresh_owned_violations(ch, dev, refresh_on)):
+        if why:
+            v(k, why)
     if not refresh_on:
         return out
     n_refi = dev.n_refi
     if n_refi is None or n_refi <= 0:
         raise ValueError(f"standard '{dev.name}': refresh checks need a timing value nREFI > 0")
-    is_ref = owned & dev.refresh[ch.cmd]
+    owned = ch.instr == -1
+    is_ref = dev.refresh[ch.cmd]
     done_before = np.concatenate([[0], np.cumsum(is_ref)[:-1]])  # refreshes issued before entry k
-    for j, k in enumerate(np.flatnonzero(is_ref), start=1):
+    for k in np.flatnonzero(is_ref & owned):
+        j = int(done_before[k]) + 1
         if ch.cycle[k] < j * n_refi:
             v(k, f"refresh {j} of the channel is due at {j * n_refi} ({j} x nREFI)")
-    program_entry = ch.instr >= 0
+    program_entry = (ch.instr >= 0) & ~is_ref
     owed = ch.cycle // n_refi - done_before
     for k in np.flatnonzero(program_entry & (owed > MAX_POSTPONED_REFRESHES)):
         v(k, f"{int(owed[k])} refreshes owed (due by cycle {int(ch.cycle[k])}, not issued); at most "

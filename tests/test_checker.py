@@ -529,7 +529,7 @@ def test_refresh_owned_commands(pim_ref):
     lone["cmd"][lone["cycle"] == 442] = dev.cmd("TMOD")  # the refresh replaced by another command
     found = check_schedule(lone, dev, prog, tight=False)
     assert any("precharge not immediately followed by the refresh" in v.rule for v in found)
-    assert any("only a refresh and the all-bank precharge" in v.rule for v in found)
+    assert any("refresh control issues only a refresh" in v.rule for v in found)
 
 
 def _postponed_case():
@@ -572,6 +572,40 @@ def test_at_most_eight_refreshes_are_owed(gddr6):
     # the controller refreshes when the 9th falls due: REFab at PRE@899 + nRP 30 = 929
     fixed = sched(dev, [("PRE", k, 0, -1, 0) for k in range(900)] + [("REFab", 929, -1, -1, -1), ("PRE", 930, 0, -1, 0)])
     assert check_schedule(fixed, dev, prog) == []
+
+
+def test_a_refresh_inside_a_raw_stream_reopens_its_rows():
+    """GDDR6, nREFI = 400: ACT b0 row 5, then raw RDs (no refresh inside a raw stream) until the
+    9th refresh falls due at 3600; then the controller refreshes inside the stream: PREA, REFab and
+    ACT b0 row 5 again, so the user's next RD is legal."""
+    dev = with_timing("gddr6-14gbps", nREFI=400)
+    rd = dev.cmd("RD")
+    prog = program([raw(1, dev.cmd("ACT"), bank=0, row=5), raw(1, rd, bank=0, row=5, count=895)])
+    # ACT@0, RD k at 30 + 4 k (nCCDL): RD 892 at 3598, RD 893 would be at 3602 with 9 owed; PREA at
+    # RD@3598 + nRTP 4 = 3602, REFab at PREA + nRP 30 = 3632, ACT at REFab + nRFC 211 = 3843,
+    # RD 893 at ACT + nRCDRD 30 = 3873 (8 owed)
+    reads = [("RD", 30 + 4 * k, 0, 5, 1, 0, k) for k in range(893)]
+    tail = [("PREA", 3602, -1, -1, -1), ("REFab", 3632, -1, -1, -1), ("ACT", 3843, 0, 5, -1),
+            ("RD", 3873, 0, 5, 1, 0, 893), ("RD", 3877, 0, 5, 1, 0, 894)]
+    s = sched(dev, [("ACT", 0, 0, 5, 0)] + reads + tail)
+    assert check_schedule(s, dev, prog) == []
+    wrong_row = s.copy()
+    wrong_row["row"][1 + len(reads) + 2] = 6
+    assert any("does not re-open a row the refresh closed" in v.rule for v in check_schedule(wrong_row, dev, prog))
+    unbounded = sched(dev, [("ACT", 0, 0, 5, 0)] + reads + [("RD", 3602, 0, 5, 1, 0, 893), ("RD", 3606, 0, 5, 1, 0, 894)])
+    found = check_schedule(unbounded, dev, prog)
+    assert [v.kind for v in found] == ["refresh"] * 2 and "9 refreshes owed" in found[0].rule
+
+
+def test_a_raw_refresh_meets_an_obligation():
+    # a user's REFab (raw, at 5) counts: the controller's next one is refresh 2, due at 2 x nREFI
+    dev = with_timing("pim-gpt", nREFI=300)
+    prog = program([raw(1, dev.cmd("REFab")), raw(1, dev.cmd("PRE"), bank=0)])
+    ok = sched(dev, [("REFab", 5, -1, -1, 0), ("REFab", 600, -1, -1, -1), ("PRE", 601, 0, -1, 1)])
+    assert check_schedule(ok, dev, prog, tight=False) == []
+    early = sched(dev, [("REFab", 5, -1, -1, 0), ("REFab", 300, -1, -1, -1), ("PRE", 301, 0, -1, 1)])
+    found = check_schedule(early, dev, prog, tight=False)
+    assert [v.kind for v in found] == ["refresh"] and "refresh 2 of the channel is due at 600" in found[0].rule
 
 
 # --------------------------------------------------------------------------- command bus
