@@ -23,11 +23,13 @@ Per channel, in issue order (array order), it verifies:
 - late:    (tight) each program command issued exactly at the largest of its bounds;
 - order, extra, missing: per instruction and channel, its commands in program order, exactly
            COUNT of its own commands, helpers only when needed;
-- refresh: with refresh on, the k-th controller REFab of a channel not before k * nREFI, never
-           more than 8 owed when a non-refresh command issues, and an owed refresh issued before
-           the next request that could only start after it fell due (see `_refresh_violations`).
-Refresh-owned commands (instr == -1: REFab and the PREA issued before it) may be postponed, so
-they are checked for legality and these obligations, not for tightness.
+- refresh: with refresh on, every REFab meets the next obligation (the k-th of a channel is due
+           at k * nREFI; the controller's are never early), never more than 8 owed when a
+           non-refresh command issues, and an owed refresh issued before the next request that
+           could only start after it fell due (see `_refresh_violations`).
+Refresh-owned commands (instr == -1: REFab, the PREA before it and, inside a raw stream, the
+activates re-opening the rows it closed) may be postponed, so they are checked for legality and
+these obligations, not for tightness.
 """
 from __future__ import annotations
 
