@@ -27,9 +27,9 @@ Per channel, in issue order (array order), it verifies:
            at k * nREFI; the controller's are never early), never more than 8 owed when a
            non-refresh command issues, and an owed refresh issued before the next request that
            could only start after it fell due (see `_refresh_violations`).
-Refresh-owned commands (instr == -1: REFab, the PREA before it and, inside a raw stream, the
-activates re-opening the rows it closed) may be postponed, so they are checked for legality and
-these obligations, not for tightness.
+Refresh-owned commands (instr -1 during the run, -2 in the idle gap before it: REFab, the PREA
+before it and, inside a raw stream, the activates re-opening the rows it closed) may be postponed,
+so they are checked for legality and these obligations, not for tightness.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ from hw_configs.isa import (
 )
 
 MAX_LISTED = 10
+REFRESH_RUN, REFRESH_IDLE = -1, -2  # `instr` of refresh-owned commands: during the run, in the idle gap
 MAX_POSTPONED_REFRESHES = 8  # JEDEC: up to 8 REFab may be postponed
 NEG = np.iinfo(np.int64).min // 4  # "no bound"; far from overflow when cycles are added
 SCOPES = ("bank", "bankgroup", "channel")
@@ -476,10 +477,10 @@ def _format_violations(schedule: np.ndarray, dev: Device, program: np.ndarray | 
     bank, row, ins = (schedule[f].astype(np.int64) for f in ("bank", "row", "instr"))
     known = (cmd >= 0) & (cmd < n_cmd)
     c_ = np.where(known, cmd, 0)
-    suspect = (~known | (chan < 0) | (chan >= dev.channels) | (ins < -1)
+    suspect = (~known | (chan < 0) | (chan >= dev.channels) | (ins < REFRESH_IDLE)
                | np.where(dev.target_all[c_], bank != -1, (bank < 0) | (bank >= dev.banks_per_channel))
                | ((dev.opens_row[c_] | dev.column[c_]) & (row < 0))
-               | ((ins == -1) & (schedule["opid"] != -1)))
+               | ((ins < 0) & (schedule["opid"] != -1)))
     if n_instr is not None:
         i_ = np.clip(ins, 0, max(n_instr - 1, 0))
         if n_instr:
@@ -502,9 +503,9 @@ def _format_violations(schedule: np.ndarray, dev: Device, program: np.ndarray | 
             problem = f"bank {bank} outside 0..{dev.banks_per_channel - 1}"
         elif (dev.opens_row[c] or dev.column[c]) and row < 0:
             problem = f"row/column command with row {row}"
-        elif ins < -1:
-            problem = f"instruction index {ins} (expected -1 for refresh or an instruction index)"
-        elif ins == -1 and int(e["opid"]) != -1:
+        elif ins < REFRESH_IDLE:
+            problem = f"instruction index {ins} (expected an instruction index, or -1 / -2 for refresh)"
+        elif ins < 0 and int(e["opid"]) != -1:
             problem = f"refresh-owned command with op id {int(e['opid'])} (expected -1)"
         elif n_instr is not None and ins >= n_instr:
             problem = f"instruction index {ins} but the program has {n_instr} instruction(s)"
@@ -794,7 +795,7 @@ def _instruction_violations(ch: _Channel, dev: Device, program: np.ndarray, mask
 
 
 def _refresh_owned_violations(ch: _Channel, dev: Device, refresh_on: bool) -> list[str | None]:
-    """Per entry, why a refresh-owned entry (instr -1) is not one (None when it is, or not owned).
+    """Per entry, why a refresh-owned entry (instr < 0) is not one (None when it is, or not owned).
 
     A refresh is [PREA] REFab [ACT...]: the all-bank precharge when a row is open, the refresh, and
     (after a refresh inside a raw stream) activates that re-open exactly the rows the precharge
@@ -806,7 +807,7 @@ def _refresh_owned_violations(ch: _Channel, dev: Device, refresh_on: bool) -> li
     closed: list[int] | None = None  # rows open before the current refresh's precharge
     after_ref = False  # inside a refresh, past its REFab
     for k in range(n):
-        c, owned = cmds[k], instrs[k] == -1
+        c, owned = cmds[k], instrs[k] < 0
         if not owned:
             closed, after_ref = None, False
         elif not refresh_on:
@@ -817,7 +818,7 @@ def _refresh_owned_violations(ch: _Channel, dev: Device, refresh_on: bool) -> li
                 closed = list(st.rows)
         elif dev.is_precharge(c) and dev.target_all[c]:
             nxt = k + 1
-            if nxt >= n or instrs[nxt] != -1 or not dev.refresh[cmds[nxt]]:
+            if nxt >= n or instrs[nxt] != instrs[k] or not dev.refresh[cmds[nxt]]:
                 why[k] = "refresh-owned precharge not immediately followed by the refresh"
             closed, after_ref = list(st.rows), False
         elif dev.is_activate(c):
@@ -833,7 +834,7 @@ def _refresh_owned_violations(ch: _Channel, dev: Device, refresh_on: bool) -> li
 
 def _refresh_violations(ch: _Channel, dev: Device, refresh_on: bool, program: np.ndarray | None,
                         unit_start: np.ndarray | None) -> list[Violation]:
-    """Refresh-owned commands (instr -1) and the controller's refresh obligations on one channel.
+    """Refresh-owned commands (instr < 0) and the controller's refresh obligations on one channel.
 
     - refresh-owned: see `_refresh_owned_violations`; none at all with refresh off;
     - every REFab (the controller's or a raw one) meets the next obligation: the k-th of the
@@ -860,7 +861,7 @@ def _refresh_violations(ch: _Channel, dev: Device, refresh_on: bool, program: np
     n_refi = dev.n_refi
     if n_refi is None or n_refi <= 0:
         raise ValueError(f"standard '{dev.name}': refresh checks need a timing value nREFI > 0")
-    owned = ch.instr == -1
+    owned = ch.instr < 0
     is_ref = dev.refresh[ch.cmd]
     done_before = np.concatenate([[0], np.cumsum(is_ref)[:-1]])  # refreshes issued before entry k
     for k in np.flatnonzero(is_ref & owned):
@@ -930,7 +931,8 @@ def check_schedule(schedule: np.ndarray, hw, program: np.ndarray | None = None, 
     """All violations of a recorded schedule (SCHEDULE_DTYPE) of `program`, run on an idle device.
 
     hw: a hardware config or a `Device` (see `device`). program: the [n, 9] instruction array the
-    schedule was recorded from; entries name their instruction in `instr` (-1 = refresh-owned).
+    schedule was recorded from; entries name their instruction in `instr` (-1: refresh-owned, -2:
+    refresh in the idle gap before the run).
     start_cycle: every channel's front end starts there. refresh: whether the controller refreshes
     (default: the config's). close_rows: the run ended with a precharge of the channels the
     program touched (recorded as instruction len(program)). Without a program only legality is

@@ -597,6 +597,18 @@ def test_a_refresh_inside_a_raw_stream_reopens_its_rows():
     assert [v.kind for v in found] == ["refresh"] * 2 and "9 refreshes owed" in found[0].rule
 
 
+def test_refreshes_in_the_idle_gap_before_the_run():
+    """start_cycle 700, nREFI 300: the refreshes due at 300 and 600 are issued in the idle gap
+    (instr -2) at their due cycles; the run's first command then owes none."""
+    dev = with_timing("pim-gpt", nREFI=300)
+    prog = program([simple(1, dev.cmd("WRGB"))])
+    idle = [("REFab", 300, -1, -1, -2), ("REFab", 600, -1, -1, -2)]
+    run = [("TMOD", 700, -1, -1, 0), ("WRGB", 732, -1, -1, 0)]
+    assert check_schedule(sched(dev, idle + run), dev, prog, start_cycle=700) == []
+    found = check_schedule(sched(dev, idle[:1] + run), dev, prog, start_cycle=700)
+    assert [v.kind for v in found] == ["refresh"] and "refresh 2 (due at 600) not issued" in found[0].rule
+
+
 def test_a_raw_refresh_meets_an_obligation():
     # a user's REFab (raw, at 5) counts: the controller's next one is refresh 2, due at 2 x nREFI
     dev = with_timing("pim-gpt", nREFI=300)
@@ -801,7 +813,7 @@ def test_tmod_switches_mode_and_costs_nmodch(pim):
 
 
 @pytest.mark.parametrize("entry", [("MAC16", 0, 3, 0), ("ACT", 0, -1, 0), ("ACT", 0, 16, 0), ("ACT", 0, 0, -1),
-                                   ("ACT", 0, 0, 0, 0, 2), ("ACT", 0, 0, 0, -2)])
+                                   ("ACT", 0, 0, 0, 0, 2), ("ACT", 0, 0, 0, -3)])
 def test_malformed_entries(pim, entry):
     s = sched(pim, [entry])
     found = check_schedule(s, pim, program([raw(1, 0, bank=0, row=0)]))

@@ -265,10 +265,10 @@ def test_gddr6_datasheet(case):
 
 def test_refresh_interval_aim():
     """A WRGB stream keeps the bus busy (one per nBL): REFab k issues at exactly k x nREFI (no bank
-    is open, and refresh does not block register writes); nREFI 300 keeps the run short."""
-    cfg = load_config("pim-gpt", {"dram.channels": 1, "dram.timing.nREFI": 300})
+    is open, and refresh does not block register writes); nREFI 500 keeps the run short."""
+    cfg = load_config("pim-gpt", {"dram.channels": 1, "dram.timing.nREFI": 500})
     names = command_names_of(cfg)
-    res = Engine(cfg, refresh=True).run(program([simple(1, names.index("WRGB"), count=300)]), record=True)
+    res = Engine(cfg, refresh=True).run(program([simple(1, names.index("WRGB"), count=500)]), record=True)
     s = res.schedule
     refs = s[s["cmd"] == names.index("REFab")]["cycle"]
     t = cfg.dram.timing
@@ -278,7 +278,7 @@ def test_refresh_interval_aim():
 def test_refresh_interval_gddr6():
     """A read stream on one open row (one RD per nCCDL): the RD that would issue at or after the due
     cycle k x nREFI waits for PREA (last RD + nRTP) and REFab (PREA + nRP)."""
-    cfg = load_config("gddr6-14gbps", {"dram.channels": 1, "dram.timing.nREFI": 400})
+    cfg = load_config("gddr6-14gbps", {"dram.channels": 1, "dram.timing.nREFI": 500})
     names = command_names_of(cfg)
     rd = names.index("RD")
     prog = program([column(1, rd, row=0, count=64, bank=0), column(1, rd, row=0, count=64, bank=0)] * 4)

@@ -219,8 +219,8 @@ def _repair(t: dict) -> dict:
         t["nCCDL"] = max(t["nCCDL"], t["nCCDS"])
     if {"nRRDL", "nRRDS"} <= t.keys():
         t["nRRDL"] = max(t["nRRDL"], t["nRRDS"])
-    if {"nREFI", "nRFC"} <= t.keys():
-        t["nREFI"] = max(t["nREFI"], t["nRFC"] + 1)
+    if {"nREFI", "nRFC", "nRC"} <= t.keys():
+        t["nREFI"] = max(t["nREFI"], t["nRFC"] + t["nRC"], 2 * t["nRFC"])
     return t
 
 
