@@ -436,14 +436,26 @@ def _masks(program: np.ndarray, channels: int) -> np.ndarray:
     return ((program[:, F_CHMASK][:, None] >> bits[None, :]) & 1).astype(bool)
 
 
+def _run_starts(runs, start_cycle: int, n_instr: int) -> list[tuple[int, int]]:
+    """[(first instruction, start cycle)] of consecutive runs, validated."""
+    if runs is None:
+        return [(0, int(start_cycle))]
+    out = [(int(i), int(s)) for i, s in runs]
+    firsts = [i for i, _ in out]
+    if not out or firsts[0] != 0 or any(b <= a for a, b in zip(firsts, firsts[1:])) or firsts[-1] > n_instr:
+        raise ValueError(f"runs must start at instruction 0 and increase within 0..{n_instr}, got {out}")
+    return out
+
+
 def _release_table(program: np.ndarray, masks: np.ndarray, schedule: np.ndarray, dev: Device,
-                   start_cycle: int) -> np.ndarray:
+                   starts: list[tuple[int, int]]) -> np.ndarray:
     """[n_instr, channels] release of instruction i on channel c (NEG where it does not run there).
 
-    Per channel, front[c] starts at `start_cycle`. Instruction i releases at front[c] (the value
-    before i updates it). After a blocking instruction on mask M, every c in M waits for the
-    latest completion (issue + done) of the instruction's own commands on any channel of M; after
-    a barrier on M, for the latest completion of every non-refresh command issued on M so far.
+    Per channel, front[c] is held until a run's start cycle when the run (instructions from its
+    first up to the next run's) touches c. Instruction i releases at front[c] (the value before i
+    updates it). After a blocking instruction on mask M, every c in M waits for the latest
+    completion (issue + done) of the instruction's own commands on any channel of M; after a
+    barrier on M, for the latest completion of every non-refresh command issued on M so far.
     Completions are read from the schedule (issue cycles) and this checker's own `done` values."""
     n, n_ch = masks.shape
     own = (schedule["instr"] >= 0) & (schedule["instr"] < n)
@@ -451,10 +463,16 @@ def _release_table(program: np.ndarray, masks: np.ndarray, schedule: np.ndarray,
     e = schedule[own]
     np.maximum.at(comp, (e["instr"].astype(np.int64), e["channel"].astype(np.int64)),
                   e["cycle"].astype(np.int64) + dev.done[e["cmd"].astype(np.int64)])
-    front = np.full(n_ch, int(start_cycle), np.int64)
+    front = np.zeros(n_ch, np.int64)
     so_far = np.full(n_ch, NEG)
     release = np.full((n, n_ch), NEG)
+    bounds = [i for i, _ in starts] + [n]
+    run_at = {i: (s, bounds[r + 1]) for r, (i, s) in enumerate(starts)}
     for i in range(n):
+        if i in run_at:
+            s, end = run_at[i]
+            touched = masks[i:end].any(axis=0)
+            front[touched] = np.maximum(front[touched], s)
         m = masks[i]
         release[i, m] = front[m]
         if program[i, F_OP] == OP_BARRIER:
@@ -927,16 +945,20 @@ def _with_tail(prog: np.ndarray, dev: Device, close_rows: bool) -> np.ndarray:
 
 def check_schedule(schedule: np.ndarray, hw, program: np.ndarray | None = None, *, start_cycle: int = 0,
                    refresh: bool | None = None, close_rows: bool = False, tight: bool = True,
-                   initial_mode: str = "mem", exhaustive: bool = False) -> list[Violation]:
+                   initial_mode: str = "mem", exhaustive: bool = False,
+                   runs: list[tuple[int, int]] | None = None) -> list[Violation]:
     """All violations of a recorded schedule (SCHEDULE_DTYPE) of `program`, run on an idle device.
 
     hw: a hardware config or a `Device` (see `device`). program: the [n, 9] instruction array the
     schedule was recorded from; entries name their instruction in `instr` (-1: refresh-owned, -2:
     refresh in the idle gap before the run).
-    start_cycle: every channel's front end starts there. refresh: whether the controller refreshes
-    (default: the config's). close_rows: the run ended with a precharge of the channels the
-    program touched (recorded as instruction len(program)). Without a program only legality is
-    checked (bus, rows, windows, state, refresh), and `tight=False` must say so.
+    start_cycle: the front end of every channel the program touches starts there. runs: instead,
+    [(first instruction, start cycle), ...] for a schedule of consecutive runs of the program (the
+    first from instruction 0; instr numbered over the whole program): each run holds the channels
+    it touches until its start. refresh: whether the controller refreshes (default: the
+    config's). close_rows: the (last) run ended with a precharge of the channels the program
+    touched (recorded as instruction len(program)). Without a program only legality is checked
+    (bus, rows, windows, state, refresh), and `tight=False` must say so.
     `exhaustive=True` computes the row bounds by comparing every pair of entries (slow), a second
     method for the tests of this checker. Malformed entries are reported alone.
     """
@@ -956,7 +978,7 @@ def check_schedule(schedule: np.ndarray, hw, program: np.ndarray | None = None, 
     masks = release_of = None
     if prog is not None:
         masks = _masks(prog, dev.channels)
-        release_of = _release_table(prog, masks, schedule, dev, start_cycle)
+        release_of = _release_table(prog, masks, schedule, dev, _run_starts(runs, start_cycle, len(program)))
     out: list[Violation] = []
     present = set()
     for ch in _split_channels(schedule, release_of):
@@ -988,7 +1010,7 @@ def _state_only(ch: _Channel, dev: Device, initial_mode: str) -> list[Violation]
 
 
 def earliest_cycles(schedule: np.ndarray, hw, program: np.ndarray | None = None, *, start_cycle: int = 0,
-                    close_rows: bool = False) -> np.ndarray:
+                    close_rows: bool = False, runs: list[tuple[int, int]] | None = None) -> np.ndarray:
     """[n] for each entry (schedule order), the earliest cycle it could have issued given the
     entries before it on its channel: the largest of its release (derived from the program; none
     for refresh-owned entries or without a program), the command bus and every constraint row.
@@ -1000,7 +1022,8 @@ def earliest_cycles(schedule: np.ndarray, hw, program: np.ndarray | None = None,
     release_of = None
     if program is not None:
         prog = _with_tail(_check_program(program, dev), dev, close_rows)
-        release_of = _release_table(prog, _masks(prog, dev.channels), schedule, dev, start_cycle)
+        release_of = _release_table(prog, _masks(prog, dev.channels), schedule, dev,
+                                    _run_starts(runs, start_cycle, len(program)))
     out = np.full(len(schedule), NEG)
     for ch in _split_channels(schedule, release_of):
         out[ch.index] = _bounds(ch, dev, False)[2]

@@ -287,6 +287,19 @@ def test_start_cycle_is_every_channels_release(pim):
     assert (v.index, v.kind) == (0, "release") and "released at 1001" in v.rule
 
 
+def test_a_timeline_of_runs(pim):
+    """Two runs of one program: row 0 from cycle 0, then row 1 started at 500 (the second run
+    holds channel 0 until then): PREA at 500, ACT16 at 532. As one run, that PREA is late."""
+    s = sched(pim, column_pass(0, 0, 0) + column_pass(1, 1, 532, pre=True))
+    prog = _pass_program(pim, 2)
+    assert check_schedule(s, pim, prog, runs=[(0, 0), (1, 500)]) == []
+    assert kinds(check_schedule(s, pim, prog)) == [(N_MAC + 1, "late")]
+    (v,) = check_schedule(s, pim, prog, runs=[(0, 0), (1, 501)])
+    assert v.kind == "release" and "released at 501" in v.rule
+    with pytest.raises(ValueError, match="runs must start at instruction 0"):
+        check_schedule(s, pim, prog, runs=[(1, 0)])
+
+
 def _blocking_read_case(dev, mask_read: int):
     """ch0: row pass (MAC16 x 64 on row 0), then a blocking RDMAC16 on `mask_read`; ch1 then runs a
     row pass. RDMAC16 needs register mode: TMOD (bus, after the last MAC16 at 182) at 183,
