@@ -1030,6 +1030,29 @@ def earliest_cycles(schedule: np.ndarray, hw, program: np.ndarray | None = None,
     return out
 
 
+def bound_table(schedule: np.ndarray, hw, program: np.ndarray | None = None, *, start_cycle: int = 0,
+                close_rows: bool = False, runs: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """[n, 2 + n_rules] every bound on each entry (schedule order) from the entries before it on its
+    channel: column 0 the release (derived from the program), 1 the command bus, 2 + r constraint
+    row r of the standard (its `constraints:` index); NEG where a bound does not apply. Which rows
+    set a command's cycle, and by how much the next one trails: for diagnosis and for tests."""
+    dev = device(hw)
+    schedule = np.asarray(schedule)
+    release_of = None
+    if program is not None:
+        prog = _with_tail(_check_program(program, dev), dev, close_rows)
+        release_of = _release_table(prog, _masks(prog, dev.channels), schedule, dev,
+                                    _run_starts(runs, start_cycle, len(program)))
+    out = np.full((len(schedule), 2 + len(dev.rules)), NEG)
+    for ch in _split_channels(schedule, release_of):
+        bus, per_rule, _, _ = _bounds(ch, dev, False)
+        out[ch.index, 0] = ch.release
+        out[ch.index, 1] = bus
+        for r, bound in per_rule:
+            out[ch.index, 2 + r] = bound
+    return out
+
+
 def assert_schedule_ok(schedule: np.ndarray, hw, program: np.ndarray | None = None, **kw) -> None:
     """Raise AssertionError listing the first violations, if any (arguments as `check_schedule`)."""
     found = check_schedule(schedule, hw, program, **kw)

@@ -1,21 +1,22 @@
 """Fault injection: does the suite notice a wrong constraint table?
 
 For every constraint row of both standards, two faulty copies of the standard's YAML are written
-(the row removed; its cycles reduced by one, ` - 1` appended to the expression), a copy of the
-hardware config points at each (`dram.standard` relative to the config file), and the engine runs
-a short stream that exercises the row. The independent checker, reading the ORIGINAL standard,
-must reject the faulty engine's schedule, naming the row, and accept the correct engine's.
+(the row's line removed; its cycles reduced by one, ` - 1` appended to the expression), a copy of
+the hardware config points at each (`dram.standard` relative to the config file), and the engine
+runs a short stream that exercises the row. The independent checker, reading the ORIGINAL
+standard, must reject the faulty engine's schedule, naming the row, and accept the correct one's.
 
-The stream for a row is found without the engine: the checker's `earliest_cycles`, used as an
-in-order reference scheduler, with the original and with the faulty standards, must move the
-row's later command. The stream is two commands of the row, A then B, at banks that meet at the
-row's scope only (bank: the same bank; bankgroup: two banks of one group; channel: two groups),
-plus whatever makes them legal (mode change, precharge, activate); where the preset hides the row
-behind another (a tie), one timing parameter of the row is raised by 50 cycles.
+The stream for a row is chosen without the engine: an in-order reference schedule built from the
+checker's bounds (`earliest_cycles`), in which the row alone sets some command's cycle, strictly
+above every other bound (`bound_table`). Then a faulty table must move that command (or an
+earlier one, also bound by the row) and the checker sees the row broken. Streams are two commands
+of the row, A then B, at banks that meet at the row's scope only (bank: the same bank;
+bankgroup: two banks of one group; channel: two groups), plus whatever makes them legal (mode
+change, precharge, activate); where the preset hides the row behind another (a tie), one timing
+parameter of the row is raised by 50 cycles.
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 
@@ -24,7 +25,7 @@ import pytest
 import yaml
 
 from hw_configs.isa import ALL_BANKS, SCHEDULE_DTYPE, STANDARDS_DIR, program, raw
-from sim.checker import check_schedule, device, earliest_cycles
+from sim.checker import bound_table, check_schedule, device, earliest_cycles
 from sim.config import HW_CONFIG_DIR, ConfigError, load_config
 from sim.engine import Engine
 
@@ -35,60 +36,61 @@ BOOST = 50
 # --------------------------------------------------------------------------- faulty copies
 
 
-def _faulty(data: dict, k: int, kind: str) -> dict:
-    out = copy.deepcopy(data)  # command order (the ids) unchanged
+def _row_lines(lines: list[str]) -> list[int]:
+    """Line index of each constraint row: both standards write one flow mapping per line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("constraints:"))
+    return [i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("- {")]
+
+
+def _faulty_text(text: str, k: int, kind: str) -> str:
+    lines = text.splitlines(keepends=True)
+    i = _row_lines(lines)[k]
     if kind == "removed":
-        del out["constraints"][k]
+        del lines[i]
     else:
-        row = out["constraints"][k]
-        row["cycles"] = f"{row['cycles']} - 1"
-    return out
-
-
-DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def _dump(data) -> str:
-    """Flow style: the engine's loader reads it a little faster than block style."""
-    return yaml.dump(data, Dumper=DUMPER, sort_keys=False, default_flow_style=True, width=120)
+        lines[i], n = re.subn(r"cycles: ([^,}]+)", lambda m: f"cycles: {m.group(1).strip()} - 1", lines[i])
+        assert n == 1, lines[i]
+    return "".join(lines)
 
 
 class Setup:
-    """The original standard and, per row and fault, a faulty copy with a config file beside it
-    that names it by a relative path (`dram.standard: <copy>.yaml`)."""
+    """The original standard and, per row and fault, a faulty copy with a config that names it by a
+    path relative to the config file (`dram.standard: <copy>.yaml`)."""
 
     def __init__(self, standard: str, tmp):
         self.standard = standard
         self.tmp = tmp
-        self.data = yaml.safe_load((STANDARDS_DIR / f"{standard}.yaml").read_text())
+        self.text = (STANDARDS_DIR / f"{standard}.yaml").read_text()
+        self.data = yaml.safe_load(self.text)
+        lines = self.text.splitlines()
+        for k, i in enumerate(_row_lines(lines)):  # the lines are the rows, in order
+            assert yaml.safe_load(lines[i].lstrip()[2:]) == self.data["constraints"][k], lines[i]
+        assert len(_row_lines(lines)) == len(self.data["constraints"])
         self.hw = yaml.safe_load((HW_CONFIG_DIR / f"{PRESET[standard]}.yaml").read_text())
         self.hw["dram"]["channels"] = 1
-        self.paths, self.configs = {}, {}
+        self.base = None
 
-    def standard_path(self, k: int | None, kind: str | None):
-        key = (k, kind)
-        if key not in self.paths:
-            data = self.data if k is None else _faulty(self.data, k, kind)
-            path = self.tmp / f"{self.standard}-{k}-{kind}.yaml"
-            path.write_text(_dump(data))
-            self.paths[key] = path
-        return self.paths[key]
-
-    def config(self, timing: dict, k: int | None = None, kind: str | None = None):
-        """A copy of the hardware config at these timing values whose `dram.standard` names the
-        copy of the standard by a path relative to the config file (validated when an Engine is
-        built). The copy is written once and derived in memory for each standard copy."""
-        if "base" not in self.configs:
+    def config(self, timing: dict, standard_copy=None):
+        """The config at these timing values, on the original standard or on a copy in tmp (named
+        relative to the config file, which lives there too); validated when an Engine is built."""
+        if self.base is None:
             path = self.tmp / "hw.yaml"
-            path.write_text(_dump(self.hw))
-            self.configs["base"] = load_config(path)
-        cfg = self.configs["base"]
-        dram = cfg.dram.model_copy(update={"timing": dict(timing), "standard": self.standard_path(k, kind).name})
-        return cfg.model_copy(update={"dram": dram})
+            path.write_text(yaml.safe_dump(self.hw, sort_keys=False))
+            self.base = load_config(path)
+        std = str(STANDARDS_DIR / f"{self.standard}.yaml") if standard_copy is None else standard_copy.name
+        dram = self.base.dram.model_copy(update={"timing": dict(timing), "standard": std})
+        return self.base.model_copy(update={"dram": dram})
 
-    def device(self, timing: dict, k: int | None = None, kind: str | None = None):
-        return device(self.standard_path(k, kind), timing=timing, banks_per_channel=self.hw["dram"]["banks_per_channel"],
-                      bank_groups=self.hw["dram"]["bank_groups"], channels=1, refresh=False)
+    def copy(self, k: int, kind: str):
+        """The standard with row k removed or reduced by one, written once."""
+        path = self.tmp / f"{self.standard}-{k}-{kind}.yaml"
+        if not path.exists():
+            path.write_text(_faulty_text(self.text, k, kind))
+        return path
+
+    def device(self, timing: dict):
+        """The checker's view of the ORIGINAL standard at these timing values."""
+        return device(self.config(timing), refresh=False)
 
 
 # --------------------------------------------------------------------------- streams
@@ -198,14 +200,21 @@ def _program(steps) -> np.ndarray:
     return program([raw(1, c, bank=bank, row=row) for c, bank, row in steps])
 
 
-def _reference(dev, steps) -> np.ndarray:
-    """Issue cycles of the raw steps by the checker's bounds, one command at a time."""
-    prog = _program(steps)
+def _schedule(dev, steps, cycles) -> np.ndarray:
     s = np.zeros(len(steps), SCHEDULE_DTYPE)
     for k, (c, bank, row) in enumerate(steps):
-        s[k] = (c, 0, bank, row, 0 if dev.column[c] else -1, 0, 0, k, 0)
-        s["cycle"][k] = max(0, int(earliest_cycles(s[:k + 1], dev, prog[:k + 1])[k]))
-    return s["cycle"]
+        s[k] = (c, 0, bank, row, 0 if dev.column[c] else -1, cycles[k], 0, k, 0)
+    return s
+
+
+def _reference(dev, steps) -> np.ndarray:
+    """The raw steps issued in order, each at the largest of the checker's bounds on it."""
+    prog = _program(steps)
+    cycles = np.zeros(len(steps), np.int64)
+    for k in range(len(steps)):
+        ear = earliest_cycles(_schedule(dev, steps[:k + 1], cycles[:k + 1]), dev, prog[:k + 1])
+        cycles[k] = max(0, int(ear[k]))
+    return cycles
 
 
 def _repair(t: dict) -> dict:
@@ -240,15 +249,17 @@ def _timings(setup: Setup, k: int):
 
 
 def find_stream(setup: Setup, k: int):
-    """(timing, steps, index of A, index of B) for row k, where the reference scheduler with either
-    faulty copy issues B earlier than with the original; None if no candidate does."""
+    """(timing, steps, j) for row k: in the reference schedule of `steps` at `timing`, row k alone
+    sets command j's cycle, strictly above every other bound; None if no candidate does."""
     for timing in _timings(setup, k):
-        orig = setup.device(timing)
-        faults = [setup.device(timing, k, kind) for kind in ("removed", "minus1")]
-        for steps, b, a in _streams(orig, k):
-            ref = _reference(orig, steps)
-            if all(_reference(f, steps)[b] < ref[b] for f in faults):
-                return timing, steps, a, b
+        dev = setup.device(timing)
+        for steps, _, _ in _streams(dev, k):
+            cycles = _reference(dev, steps)
+            table = bound_table(_schedule(dev, steps, cycles), dev, _program(steps))
+            row = table[:, 2 + k]
+            alone = (row == cycles) & (row > np.delete(table, 2 + k, axis=1).max(axis=1))
+            if alone.any():
+                return timing, steps, int(np.flatnonzero(alone)[0])
     return None
 
 
@@ -264,6 +275,14 @@ def _row_label(row: dict) -> str:
     return f"{row['after']} -> {row['before']}: {row['cycles']}, scope {row['scope']}"
 
 
+def _caught(setup: Setup, k: int, timing: dict, steps, faulty_std) -> list[str]:
+    """The checker's verdict (ORIGINAL standard) on the faulty engine's schedule: violations of row k."""
+    orig_cfg = setup.config(timing)
+    bad, prog = _engine_schedule(setup.config(timing, faulty_std), steps)
+    return [str(v) for v in check_schedule(bad, orig_cfg, prog, refresh=False)
+            if v.kind in ("timing", "window") and f"constraints[{k}] " in v.rule]
+
+
 @pytest.mark.parametrize("standard", sorted(PRESET))
 def test_every_row_fault_is_caught(standard, tmp_path):
     setup = Setup(standard, tmp_path)
@@ -274,16 +293,13 @@ def test_every_row_fault_is_caught(standard, tmp_path):
         if found is None:
             uncovered.append(f"constraints[{k}] {_row_label(row)}")
             continue
-        timing, steps, a, b = found
+        timing, steps, _ = found
         orig_cfg = setup.config(timing)
         good, prog = _engine_schedule(orig_cfg, steps)
         assert check_schedule(good, orig_cfg, prog, refresh=False) == [], f"row {k}: correct engine rejected"
         for kind in ("removed", "minus1"):
-            bad, _ = _engine_schedule(setup.config(timing, k, kind), steps)
-            found_v = check_schedule(bad, orig_cfg, prog, refresh=False)
-            named = [v for v in found_v if v.kind in ("timing", "window") and f"constraints[{k}] " in v.rule]
-            assert named, (f"{standard} constraints[{k}] {_row_label(row)} {kind}: not caught; steps {steps}, "
-                           f"cycles {bad['cycle'].tolist()}, violations {[str(v) for v in found_v]}")
+            assert _caught(setup, k, timing, steps, setup.copy(k, kind)), \
+                f"{standard} constraints[{k}] {_row_label(row)} {kind}: not caught; steps {steps}"
         caught.append(k)
     fraction = len(caught) / len(rows)
     print(f"fault injection {standard}: {len(caught)}/{len(rows)} rows caught ({100 * fraction:.0f} %), "
@@ -292,31 +308,23 @@ def test_every_row_fault_is_caught(standard, tmp_path):
     assert fraction == 1.0
 
 
-@pytest.mark.parametrize("standard, match, edit", [
+@pytest.mark.parametrize("standard, old, new", [
     # the three faults a review found surviving the old suite
-    ("gddr6-aim", "[RD]", "remove"),                                   # ACT -> RD nRCDRD deleted
-    ("gddr6-aim", "nCWL + nBL + nWR", "nCWL + nWR"),                   # WR -> PRE loses nBL
-    ("gddr6", "nCWL + nBL + nWTRL", "remove"),                         # WR -> RD nWTRL deleted
+    ("gddr6-aim", "{after: ACTS, before: [RD], scope: bank, cycles: nRCDRD}", None),
+    ("gddr6-aim", "before: PRES, scope: bank, cycles: nCWL + nBL + nWR}", "before: PRES, scope: bank, cycles: nCWL + nWR}"),
+    ("gddr6", "{after: [WR], before: [RD], scope: bankgroup, cycles: nCWL + nBL + nWTRL}", None),
 ])
-def test_the_faults_that_survived_the_old_suite(standard, match, edit, tmp_path):
+def test_the_faults_that_survived_the_old_suite(standard, old, new, tmp_path):
     setup = Setup(standard, tmp_path)
-    rows = setup.data["constraints"]
-    if match == "[RD]":
-        (k,) = [i for i, r in enumerate(rows) if r["before"] == ["RD"] and r["cycles"] == "nRCDRD"]
+    lines = setup.text.splitlines(keepends=True)
+    rows = _row_lines(lines)
+    (k,) = [j for j, i in enumerate(rows) if old in lines[rows[j]]]
+    i = rows[k]
+    if new is None:
+        del lines[i]
     else:
-        (k,) = [i for i, r in enumerate(rows) if r["cycles"] == match and r["before"] in ("PRES", ["RD"])]
-    data = copy.deepcopy(setup.data)
-    if edit == "remove":
-        del data["constraints"][k]
-    else:
-        data["constraints"][k]["cycles"] = edit
-    (tmp_path / "fault.yaml").write_text(_dump(data))
-    hw = copy.deepcopy(setup.hw)
-    hw["dram"]["standard"] = "fault.yaml"
-    (tmp_path / "hw.yaml").write_text(_dump(hw))
-    timing, steps, a, b = find_stream(setup, k)
-    bad_cfg = load_config(tmp_path / "hw.yaml")
-    bad_cfg = bad_cfg.model_copy(update={"dram": bad_cfg.dram.model_copy(update={"timing": timing})})
-    bad, prog = _engine_schedule(bad_cfg, steps)
-    orig_cfg = setup.config(timing)
-    assert any(f"constraints[{k}] " in v.rule for v in check_schedule(bad, orig_cfg, prog, refresh=False))
+        lines[i] = lines[i].replace(old, new)
+    fault = tmp_path / "fault.yaml"
+    fault.write_text("".join(lines))
+    timing, steps, _ = find_stream(setup, k)
+    assert _caught(setup, k, timing, steps, fault)
