@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -71,11 +71,89 @@ class PimConfig(_Frozen):
     global_buffer_bytes: int = Field(gt=0)
 
 
+PositivePj = Annotated[float, Field(gt=0)]
+ASIC_OP_TYPES = ("add", "mul", "fma", "cmp", "int", "sram")
+
+
+class AsicOpEnergy(_Frozen):
+    """Energy of one elementary ASIC operation on one element, pJ (45 nm figures, scaled by the config)."""
+
+    add: float = Field(gt=0)
+    mul: float = Field(gt=0)
+    fma: float = Field(gt=0)
+    cmp: float = Field(gt=0)
+    int: float = Field(gt=0, description="integer/bit operation: rounding, exponent add, seed subtract")
+    sram: float = Field(gt=0, description="one element read or written in the SRAM buffer")
+
+
+class AsicConfig(_Frozen):
+    """The ASIC's vector unit: clock, width, buffer, number format and the paper's algorithms with their knobs."""
+
+    clock_mhz: float = Field(gt=0)
+    lanes: int = Field(gt=0, description="vector lanes, each one elementary operation per cycle")
+    sram_bytes: int = Field(gt=0)
+    dtype: Literal["fp32", "bf16"]
+    op_overhead_cycles: int = Field(ge=0, description="fixed cycles per op: first operand read, last write")
+    exp_algorithm: Literal["taylor"]
+    exp_taylor_order: int = Field(ge=1, le=20)
+    recip_algorithm: Literal["newton_raphson"]
+    recip_newton_iterations: int = Field(ge=0, le=10)
+    rsqrt_algorithm: Literal["fast_inverse_sqrt"]
+    rsqrt_newton_iterations: int = Field(ge=0, le=10)
+    op_pj_45nm: dict[Literal["fp32", "bf16"], AsicOpEnergy]
+    scale_45nm_to_28nm: float = Field(gt=0)
+    leakage_mw: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _energy_for_dtype(self) -> "AsicConfig":
+        if self.dtype not in self.op_pj_45nm:
+            raise ValueError(f"op_pj_45nm has no entry for dtype '{self.dtype}' (has: {', '.join(self.op_pj_45nm)})")
+        return self
+
+    def op_pj(self) -> dict[str, float]:
+        """pJ per elementary operation at this dtype and process."""
+        table = self.op_pj_45nm[self.dtype]
+        return {k: getattr(table, k) * self.scale_45nm_to_28nm for k in ASIC_OP_TYPES}
+
+
+class EnergyConfig(_Frozen):
+    """DRAM/PIM energy: per command, background by bank state, external I/O."""
+
+    command_pj: dict[str, PositivePj]
+    counted_elsewhere: dict[str, str] = Field(
+        default_factory=dict, description="command -> the command_pj entry (or 'background') that already counts it")
+    io_commands: list[str] = Field(default_factory=list, description="commands whose column burst crosses the DQ pins")
+    active_standby_mw: float = Field(gt=0, description="per channel, while any bank has an open row")
+    precharged_standby_mw: float = Field(gt=0, description="per channel, while every bank is precharged")
+    io_pj_per_bit: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EnergyConfig":
+        for cmd, where in self.counted_elsewhere.items():
+            if cmd in self.command_pj:
+                raise ValueError(f"counted_elsewhere.{cmd}: '{cmd}' also has an entry in command_pj; give it one or the other")
+            if where != "background" and where not in self.command_pj:
+                raise ValueError(f"counted_elsewhere.{cmd} = '{where}': expected a command of command_pj or 'background'")
+        for cmd in self.io_commands:
+            if cmd not in self.command_pj:
+                raise ValueError(f"io_commands: '{cmd}' has no entry in command_pj")
+        return self
+
+
+class SystemConfig(_Frozen):
+    """How the ASIC talks to the outside world (the PIM channels' links are in `dram`)."""
+
+    host_link_gbps: float = Field(gt=0, description="ASIC <-> host link, Gb/s (token ids in, tokens out)")
+
+
 class HardwareConfig(_Frozen):
     name: str
     description: str = ""
     dram: DramConfig
     pim: PimConfig | None = None
+    asic: AsicConfig | None = None
+    energy: EnergyConfig | None = None
+    system: SystemConfig | None = None
     source: str = Field(default="<memory>", exclude=True)
 
     def resolved(self) -> dict[str, Any]:

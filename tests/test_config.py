@@ -68,7 +68,7 @@ def preset_dict():
 
 @pytest.mark.parametrize("edit,key,words", [
     (lambda d: d["dram"].update(colour="red"), "dram.colour", "unknown key"),
-    (lambda d: d.update(asic={"clock_mhz": 1000}), "asic", "unknown key"),
+    (lambda d: d.update(cooling={"fans": 2}), "cooling", "unknown key"),
     (lambda d: d["dram"]["timing"].pop("nRCDRDMAC"), "dram.timing.nRCDRDMAC", "missing timing"),
     (lambda d: d["dram"]["timing"].update(nFOO=3), "dram.timing.nFOO", "unknown timing"),
     (lambda d: d["dram"]["timing"].update(nRP=-1), "dram.timing.nRP", "negative"),
