@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.checker import assert_schedule_ok, check_counts, check_schedule
+from sim.checker import assert_schedule_ok, check_counts, check_schedule, finish_cycle
 from sim.commands import ALL_BANKS, barrier, column, precharge, program, raw, simple
 from sim.config import load_config
 from sim.dram_spec import compile_standard
@@ -175,8 +175,7 @@ def test_every_constraint_row_blocks_until_its_cycle(preset, a_name, b_name, sco
     early = res.schedule.copy()
     early["cycle"][1] = expected - 1
     if expected - 1 >= 0:
-        kinds = {v.kind for v in check_schedule(early, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups,
-                                                tight=False) if v.index == 1}
+        kinds = {v.kind for v in check_schedule(early, cfg, prog, refresh=False, tight=False) if v.index == 1}
         assert kinds & {"timing", "bus"}
 
 
@@ -240,9 +239,9 @@ def _miss_stream_acts(cfg):
     std = compile_standard(cfg)
     rd = std.cmd("RD")
     order = [g * 4 + i for i in range(4) for g in range(4)]  # alternate bank groups
-    rows = [column(1, rd, row=r, count=1, bank=b) for r in range(3) for b in order]
-    res = Engine(cfg, refresh=False).run(program(rows), record=True)
-    assert_schedule_ok(res.schedule, std, 16, 4)
+    prog = program([column(1, rd, row=r, count=1, bank=b) for r in range(3) for b in order])
+    res = Engine(cfg, refresh=False).run(prog, record=True)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=False, close_rows=True)
     return schedule_of(res, std, "ACT")["cycle"]
 
 
@@ -281,7 +280,7 @@ def test_refresh_count_and_lost_time_follow_nrefi_and_nrfc(pim):
     # each refresh costs nRFC, plus at most the re-open cost when it interrupts a row pass:
     # nRTP (last MAC16 -> PREA) + nRP (PREA -> REFab) + nRCDRDMAC (ACT16 -> MAC16) = 100
     assert n_ref * 210 <= lost <= n_ref * (210 + 12 + 32 + 56)
-    assert_schedule_ok(res.schedule, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=True, close_rows=True)
 
 
 def test_idle_gap_gets_its_refreshes_on_time(pim):
@@ -352,12 +351,13 @@ def test_random_aim_streams_are_legal_and_tight(case, start):
     cfg, std, prog, refresh = case
     res = Engine(cfg, refresh=refresh).run(prog, record=True, start_cycle=start)
     assert np.all(res.schedule["release"] >= start) if not refresh else True
-    assert_schedule_ok(res.schedule, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=refresh, close_rows=True, start_cycle=start)
     in_run = res.schedule[res.schedule["instr"] != -2]  # idle-gap refresh is not the run's
     assert check_counts(in_run, res.counts, std.command_names) == []
     own = res.schedule[res.schedule["instr"] >= 0]
-    if len(own):  # finish = the latest issue + done of the run's own commands (refresh excluded)
-        assert res.finish_cycle == int((own["cycle"] + std.done[own["cmd"]]).max())
+    # finish = the latest completion of the run's own commands (refresh excluded), `done` as the
+    # checker reads it from the standard
+    assert res.finish_cycle == finish_cycle(res.schedule, cfg, start)
 
 
 @SETTINGS
@@ -365,7 +365,7 @@ def test_random_aim_streams_are_legal_and_tight(case, start):
 def test_random_gddr6_streams_are_legal_and_tight(case):
     cfg, std, prog, refresh = case
     res = Engine(cfg, refresh=refresh).run(prog, record=True)
-    assert_schedule_ok(res.schedule, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=refresh, close_rows=True)
 
 
 @SETTINGS
@@ -400,7 +400,7 @@ def test_split_runs_equal_one_run(case, cut):
     if np.all(fronts == fronts.max()) and not refresh:
         assert np.array_equal(joined, whole.schedule)
         assert max(first.finish_cycle, second.finish_cycle) == whole.finish_cycle
-    assert_schedule_ok(joined, std, cfg.dram.banks_per_channel, cfg.dram.bank_groups)
+    assert_schedule_ok(joined, cfg, prog, refresh=refresh, runs=[(0, 0), (cut, int(fronts.max()))])
 
 
 # --------------------------------------------------------------------------- bad programs
@@ -444,9 +444,10 @@ def test_tiny_refresh_interval_still_makes_progress(pim):
     falls due during every row pass and the run still ends, legal and tight."""
     cfg = load_config("pim-gpt", {"dram.channels": 1, "dram.timing.nREFI": 200, "dram.timing.nRFC": 100})
     std = compile_standard(cfg)
-    res = Engine(cfg).run(program([column(1, std.cmd("MAC16"), row=r, count=64) for r in range(3)]), record=True)
+    prog = program([column(1, std.cmd("MAC16"), row=r, count=64) for r in range(3)])
+    res = Engine(cfg).run(prog, record=True)
     assert res.command_totals()["MAC16"] == 192
-    assert_schedule_ok(res.schedule, std, 16, 4)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=True, close_rows=True)
 
 
 def test_raw_mode_change_is_tracked(pim):
