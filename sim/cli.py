@@ -28,6 +28,12 @@ def _add_set(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. --set dram.timing.nRP=30 (repeatable)")
 
 
+def _add_hw(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hw", default=DEFAULT_HW,
+                   help="preset name (hw_configs/NAME.yaml) or path to a YAML file (default: %(default)s)")
+    _add_set(p)
+
+
 def _with_sets(overrides: dict) -> str:
     """' with --set dram.channels=16' for a header, or ''."""
     from sim.config import show_value
@@ -205,7 +211,9 @@ def _cmd_run(argv: list[str]) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.json:
-        _check_output_path(a.json)
+        from sim.results import check_output_path
+
+        check_output_path(a.json)  # before any work
     gen = simulate(a.model, a.hw, a.prompt_len, a.gen_len, mode=a.mode, strategy=a.strategy,
                    overrides=_overrides(a.set), refresh=False if a.no_refresh else None,
                    progress=not a.no_progress)
@@ -214,17 +222,6 @@ def _cmd_run(argv: list[str]) -> int:
         write_json_atomic(a.json, gen.to_json())
         print(f"wrote {a.json}")
     return 0
-
-
-def _check_output_path(path: str) -> None:
-    """Fail before simulating: the output must be a file in an existing directory."""
-    from pathlib import Path
-
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"--json {path}: is a directory; give a file name")
-    if not out.parent.exists():
-        raise ValueError(f"--json {path}: directory {out.parent} does not exist")
 
 
 def _print_summary(gen) -> None:
