@@ -473,6 +473,20 @@ def trace_to_program(ops: Sequence[AimOp], std, n_channels: int, banks_per_chann
     return program(rows)
 
 
+def trace_host_lines(ops: Sequence[AimOp]) -> np.ndarray:
+    """Per instruction of `trace_to_program(ops)`: the host-only lines (no DRAM work) just before it."""
+    out, pending = [], 0
+    for op in ops:
+        if op.name in _HOST_ONLY:
+            pending += 1
+            continue
+        out.append(pending)
+        pending = 0
+        if op.name == "EOC":
+            break
+    return np.array(out, np.int64)
+
+
 def load_aim_trace_reference(path_or_text: str | Path, cfg, std=None) -> np.ndarray:
     """`load_aim_trace` by the line-by-line reader (AimOp per line): the oracle of the fast one."""
     std = std if std is not None else _compile(cfg)
@@ -489,12 +503,22 @@ def _compile(cfg):
 
 
 def load_aim_trace(path_or_text: str | Path, cfg, std=None, *, progress: bool | None = None) -> np.ndarray:
+    """The engine program of a trace (see `load_aim_trace_lines`, which also gives the line counts
+    the aim front end needs)."""
+    return load_aim_trace_lines(path_or_text, cfg, std, progress=progress)[0]
+
+
+def load_aim_trace_lines(path_or_text: str | Path, cfg, std=None, *,
+                         progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Parse, check and translate a trace for a loaded HardwareConfig (compiling its standard unless given).
 
     `path_or_text`: a Path (always a file), or a string: a file name when it is one line naming an
     existing file or ending in .trace/.txt/.csv, else trace text. `progress`: None shows a
     progress bar on stderr for long traces only, True always, False never.
-    Vectorised: about 2 M lines/s, memory per instruction (the text is read in pieces)."""
+    Vectorised: about 2 M lines/s, memory per instruction (the text is read in pieces).
+    Returns (program, host_lines): host_lines[i] counts the lines without DRAM work (EWADD,
+    R/W GPR, R/W CFR) between instruction i-1 and i; that simulator spends a decode cycle on each
+    (`Engine(cfg, front_end="aim").run(prog, host_lines=...)`). Comments and blank lines cost none."""
     std = std if std is not None else _compile(cfg)
     limits = TraceLimits.from_config(cfg)
     path = _as_path(path_or_text)
@@ -503,11 +527,15 @@ def load_aim_trace(path_or_text: str | Path, cfg, std=None, *, progress: bool | 
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: no bytes to scan, read line by line
-            return load_aim_trace_reference(text, cfg, std)
-        return _FastReader("<text>", limits, std).read(_text_pieces(data), len(data), progress, check_text=False)
+            ops = parse_trace(text, limits)
+            return (trace_to_program(ops, std, limits.n_channels, limits.banks_per_channel, limits.rows_per_bank,
+                                     limits.columns_per_row), trace_host_lines(ops))
+        reader = _FastReader("<text>", limits, std)
+        return reader.read(_text_pieces(data), len(data), progress, check_text=False), reader.host_lines
+    reader = _FastReader(str(path), limits, std)
     with _open_trace(path) as fh:
         size = _file_size(fh)
-        return _FastReader(str(path), limits, std).read(_file_pieces(fh), size, progress, check_text=True)
+        return reader.read(_file_pieces(fh), size, progress, check_text=True), reader.host_lines
 
 
 # --------------------------------------------------------------------------- vectorised reading
@@ -815,6 +843,8 @@ class _FastReader:
         self.cmd_id = np.array(ids, np.int64)
         self.afm = 0
         self.lines_before = 0
+        self.host_carry = 0  # host-only lines since the last kept instruction (across pieces)
+        self.host_lines = np.zeros(0, np.int64)  # per instruction, after `read`
         self.missing: TraceError | None = None  # first op whose command the standard lacks
         self.parts: list[tuple[np.ndarray, ...]] = []
 
@@ -917,6 +947,13 @@ class _FastReader:
         if sets.any():
             self.afm = int(val[_FI["data"], np.flatnonzero(sets)[-1]])
         keep = _ROW_OP[op] != 0
+        hosts = np.cumsum(~keep)[keep]  # host-only lines up to each kept one, in this piece
+        before = np.diff(hosts, prepend=0)
+        if before.size:
+            before[0] += self.host_carry
+            self.host_carry = int(op.size - keep.sum() - hosts[-1])
+        else:
+            self.host_carry += int(op.size)
         if not keep.all():
             op, val, row = op.compress(keep), val.compress(keep, axis=1), row.compress(keep)
         mask, chan = val[_FI["mask"]], val[_FI["channel"]]
@@ -925,13 +962,15 @@ class _FastReader:
                   + self.all_channels * ~(has_mask | is_mem))  # else SYNC/EOC: every channel
         count = np.maximum(val[_FI["opsize"]], 1)
         self.parts.append((op.astype(np.int8), chmask, val[_FI["bank"]].astype(np.int16), row,
-                           count.astype(np.int32)))  # opsize <= columns_per_row for ops with rows
+                           count.astype(np.int32), before))  # opsize <= columns_per_row for ops with rows
 
     def _program(self) -> np.ndarray:
         """The engine's `[n, N_FIELDS]` program from the kept columns, written piece by piece."""
         prog = np.empty((sum(p[0].size for p in self.parts), N_FIELDS), np.int64)
+        self.host_lines = np.zeros(len(prog), np.int64)
         at = 0
-        for op, chmask, bank, row, count in self.parts:
+        for op, chmask, bank, row, count, before in self.parts:
+            self.host_lines[at:at + op.size] = before
             block = prog[at:at + op.size]
             at += op.size
             op = op.astype(np.int64)
