@@ -517,7 +517,7 @@ def load_aim_trace(path_or_text: str | Path, cfg, std=None, *, progress: bool | 
 # an unusual but valid line, or raises the error for a bad one. The fast path only takes lines
 # it can vouch for, so the result and every message are the reference reader's.
 
-CHUNK_BYTES = 1 << 18  # the text is read in pieces of about this size (cut at line ends)
+CHUNK_BYTES = 1 << 19  # the text is read in pieces of about this size (cut at line ends)
 PROGRESS_MIN_BYTES = 32 << 20  # progress is shown for traces at least this long (~1 M lines)
 _MAX_DEC_DIGITS, _MAX_HEX_DIGITS = 18, 15  # longer numbers (valid but rare) go line by line: int64
 
@@ -584,6 +584,23 @@ _ROW_OP[_OPNUM["AF"]], _ROW_CMD[_OPNUM["AF"]] = OP_COLUMN, "AF16"
 _ROW_OP[_OPNUM["R_MEM"]], _ROW_CMD[_OPNUM["R_MEM"]] = OP_COLUMN, "RD"
 _ROW_OP[_OPNUM["W_MEM"]], _ROW_CMD[_OPNUM["W_MEM"]] = OP_COLUMN, "WR"
 _ROW_OP[_OPNUM["SYNC"]] = _ROW_OP[_OPNUM["EOC"]] = OP_BARRIER
+
+
+_HEAP_PRIMED = False
+
+
+def _keep_temporaries_on_the_heap() -> None:
+    """Once per process: allocate and free one 30 MB block (its pages are never touched).
+
+    glibc's malloc then serves blocks up to that size from its heap and keeps up to twice that
+    freed (its dynamic mmap and trim thresholds rise to the largest mmapped block freed, at most
+    32 MB), instead of handing every piece's numpy temporaries back to the OS and faulting them
+    in again: measured 2x on trace reading. Other allocators: one allocation, nothing else."""
+    global _HEAP_PRIMED
+    if not _HEAP_PRIMED:
+        _HEAP_PRIMED = True
+        block = np.empty(30 << 20, np.uint8)
+        del block
 
 
 def _file_size(fh) -> int:
@@ -821,6 +838,7 @@ class _FastReader:
     def read(self, pieces, size: int, progress: bool | None, check_text: bool) -> np.ndarray:
         from tqdm import tqdm
 
+        _keep_temporaries_on_the_heap()
         show = progress if progress is not None else size >= PROGRESS_MIN_BYTES
         bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {self.source}", file=sys.stderr,
                    disable=not show, leave=False)
