@@ -87,6 +87,8 @@ Where this reading differs from that simulator
 - Stricter input: an opsize of 0 (that simulator silently does nothing), negative numbers (it
   reads -1 as "field absent" and trailing garbage such as `12abc` as 12), rows past
   `rows_per_bank` (it does not check) and mask bits above bit 31 (it ignores them) are errors.
+  A trace file must be UTF-8 text without NUL bytes, all of it (also past EOC): anything else
+  is an error naming the line and column of the first bad byte.
 - Looser input: runs of spaces/tabs and `\\r\\n` endings are accepted (it splits on single spaces),
   `#text` is a comment (it needs `#` as a separate field), spreadsheet padding (a leading empty
   field, trailing commas, all-comma lines) is ignored, and a trace without EOC ends at its last
@@ -96,6 +98,15 @@ Where this reading differs from that simulator
   its trace reader never sets). Here every read issues its RD.
 - Memory reads/writes there go through a first-ready FR-FCFS queue with write batching; here
   each instruction runs in trace order.
+
+Two readers, one language
+-------------------------
+`parse_trace` is the line-by-line reader (an AimOp per line; `load_aim_trace_reference` adds the
+translation). `load_aim_trace` reads the same language vectorised with numpy, piece by piece,
+so a long trace costs memory per instruction, not per byte of text, and shows progress on
+stderr. Lines it cannot vouch for (any error, non-ASCII text, unusual spacing) go to the
+line-by-line reader, so every result and every message is that reader's; a property test holds
+the two to the same output on random traces.
 """
 from __future__ import annotations
 
@@ -494,7 +505,7 @@ def load_aim_trace(path_or_text: str | Path, cfg, std=None, *, progress: bool | 
     `path_or_text`: a Path (always a file), or a string: a file name when it is one line naming an
     existing file or ending in .trace/.txt/.csv, else trace text. `progress`: None shows a
     progress bar on stderr for long traces only, True always, False never.
-    Vectorised: about 2 M lines/s, memory per instruction (the text is read in pieces)."""
+    Vectorised (see the module docstring); `bench/trace_parse.py` measures its speed."""
     std = std if std is not None else _compile(cfg)
     limits = TraceLimits.from_config(cfg)
     path = _as_path(path_or_text)
