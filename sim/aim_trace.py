@@ -121,7 +121,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.commands import (
-    F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_FLAGS, F_OP, F_OPID, F_ROW, FLAG_BLOCKING, N_FIELDS,
+    F_BANK, F_CHMASK, F_CMD, F_COUNT, F_FLAGS, F_OP, F_ROW, FLAG_BLOCKING, N_FIELDS,
     OP_BARRIER, OP_COLUMN, OP_SIMPLE, PSEUDO_ROW_BASE, barrier, channel_mask, column, program, simple,
 )
 
@@ -580,7 +580,9 @@ for _c in range(10):
 for _c in range(6):
     _DIGIT[ord("a") + _c] = _DIGIT[ord("A") + _c] = 10 + _c
 _REV8 = np.array([int(f"{i:08b}"[::-1], 2) for i in range(256)], np.int64)
+_REV16 = (_REV8[np.arange(1 << 16) & 255] << 8) | _REV8[np.arange(1 << 16) >> 8]  # 16 bits reversed
 _BREAKS = bytes.maketrans(b"\r\x0b\x0c\x1c\x1d\x1e", b"\n" * 6)  # str.splitlines's ASCII breaks
+_OTHER_BREAKS = tuple(bytes([c]) for c in b"\r\x0b\x0c\x1c\x1d\x1e")
 _CFR_MAX = np.array([CFR_LIMITS[c] for c in sorted(CFR_LIMITS)], np.int64)
 
 # What each op becomes: engine opcode (0: nothing), command name, blocking.
@@ -610,8 +612,7 @@ def _keep_temporaries_on_the_heap() -> None:
     global _HEAP_PRIMED
     if not _HEAP_PRIMED:
         _HEAP_PRIMED = True
-        block = np.empty(30 << 20, np.uint8)
-        del block
+        np.empty(30 << 20, np.uint8)  # allocated and, unreferenced, freed at once
 
 
 def _file_size(fh) -> int:
@@ -653,7 +654,8 @@ def _normalise(piece: bytes, text: str | None) -> bytes:
     if text is not None:
         lines = text.splitlines()
         return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
-    out = piece.replace(b"\r\n", b"\n").translate(_BREAKS)
+    odd_break = any(piece.find(c) >= 0 for c in _OTHER_BREAKS)  # (memchr: far cheaper than a copy)
+    out = piece.replace(b"\r\n", b"\n").translate(_BREAKS) if odd_break else piece
     return out if not out or out.endswith(b"\n") else out + b"\n"
 
 
@@ -716,8 +718,7 @@ def _numbers(buf: bytes, words: np.ndarray, starts: np.ndarray, lens: np.ndarray
 
 def _aim_to_chmask(mask: np.ndarray) -> np.ndarray:
     """That simulator's 32-bit masks -> the engine's (bit c = channel c): the bits reversed."""
-    return (_REV8[mask & 255] << 24) | (_REV8[(mask >> 8) & 255] << 16) | (_REV8[(mask >> 16) & 255] << 8) \
-        | _REV8[(mask >> 24) & 255]
+    return (_REV16[mask & 0xFFFF] << 16) | _REV16[(mask >> 16) & 0xFFFF]
 
 
 def _lines_of(eol: np.ndarray, positions: np.ndarray, n_lines: int) -> np.ndarray:
@@ -749,7 +750,7 @@ def _scan(buf: bytes, limits: TraceLimits):
     first = before_eol[lines] - ntok  # first token of each non-empty line
     del before_eol, per_line
     words = _words(buf)
-    first_byte = words[starts[first]] & np.uint64(0xFF)
+    first_byte = arr[starts[first]]
 
     # Comma lines: fields between commas, each stripped. The fast path takes them when every
     # field holds at most one token and the tokens fill consecutive fields from field 0 or 1
@@ -864,7 +865,7 @@ class _FastReader:
                     self.lines_before += lines.count(b"\n")
                     self._check_rest(pieces, check_text)  # a file that is not text: that error first
                     raise
-                self.lines_before += lines.count(b"\n")
+                self.lines_before += self.piece_lines
                 if done:
                     self._check_rest(pieces, check_text)
                     break
@@ -888,10 +889,11 @@ class _FastReader:
 
     def _piece(self, buf: bytes) -> bool:
         """Read one piece of lines; True when it held the EOC."""
+        self.piece_lines = 0
         if not buf:
             return False
         odd, lines, op, val, eol = _scan(buf, self.limits)
-        n_lines = eol.size
+        n_lines = self.piece_lines = eol.size
         eoc = lines[op == _OPNUM["EOC"]]
         stop = int(eoc[0]) if eoc.size else n_lines  # the first EOC the fast path took
         extra_lines, extra_ops, extra_vals = [], [], []
@@ -961,18 +963,17 @@ class _FastReader:
         prog = np.empty((sum(p[0].size for p in self.parts), N_FIELDS), np.int64)
         at = 0
         for op, chmask, bank, row, count in self.parts:
-            block = prog[at:at + op.size]
-            at += op.size
             op = op.astype(np.int64)
-            block[:, F_OP] = _ROW_OP[op]
-            block[:, F_CHMASK] = chmask
-            block[:, F_CMD] = self.cmd_id[op]
-            block[:, F_BANK] = bank  # -1 = ALL_BANKS where the op has no bank
-            block[:, F_ROW] = row  # -1 where it has no row
-            block[:, F_COL] = 0
-            block[:, F_COUNT] = count
-            block[:, F_FLAGS] = _ROW_BLOCKING[op] * FLAG_BLOCKING
-            block[:, F_OPID] = 0
+            cols = np.zeros((N_FIELDS, op.size), np.int64)  # field-major, then one transposing copy
+            cols[F_OP] = _ROW_OP[op]
+            cols[F_CHMASK] = chmask
+            cols[F_CMD] = self.cmd_id[op]
+            cols[F_BANK] = bank  # -1 = ALL_BANKS where the op has no bank
+            cols[F_ROW] = row  # -1 where it has no row
+            cols[F_COUNT] = count
+            cols[F_FLAGS] = _ROW_BLOCKING[op] * FLAG_BLOCKING  # F_COL and F_OPID stay 0
+            prog[at:at + op.size] = cols.T
+            at += op.size
         self.parts.clear()
         return prog
 
