@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw_configs.isa import F_BANK, F_CHMASK, F_OPID, F_ROW, N_FIELDS, OP_PRECHARGE, column, precharge, raw
+from hw_configs.isa import F_BANK, F_CHMASK, F_OPID, F_ROW, N_FIELDS, OP_PRECHARGE, column, precharge, raw, simple
 from hw_configs.program import AsicOp, DataBinding, IoOp, PimOp, Program
 from workloads.spec import ModelSpec
 
@@ -169,9 +169,9 @@ class StepCompiler:
         for lo, hi, pids in chunks:
             last = pids
             if n_tiles > 1:
-                last = [self._asic(f"{out}.reduce[{lo}:{hi}]", "reductions", "reduce", hi - lo, [acc_t],
+                parts = [ref(acc_t, k * n_group + lo, k * n_group + hi) for k in range(n_tiles)]
+                last = [self._asic(f"{out}.reduce[{lo}:{hi}]", "reductions", "reduce", hi - lo, parts,
                                    [ref(summed, lo, hi)], pids, layer, inputs=n_tiles,
-                                   meta={"terms": n_tiles, "stride": n_group},
                                    produces=() if bias else [(summed, lo, hi)])]
             if bias:
                 last = [self._asic(f"{out}.bias[{lo}:{hi}]", tag, "bias_add", hi - lo,
@@ -463,11 +463,59 @@ class StepCompiler:
         return out
 
     def _context_template(self, n_chunks: int, last_cols: int):
-        """Per channel: context instructions (layer 0 rows) and fill/read maps for `n_chunks`
-        position chunks in use, the last one `last_cols` columns wide."""
+        """Context instructions (layer 0 rows) and fill/read maps for `n_chunks` position chunks
+        in use, the last one `last_cols` columns wide: one merged op for all channels."""
         key = ("context", n_chunks, last_cols)
-        if key in self._templates:
-            return self._templates[key]
+        if key not in self._templates:
+            build = self._context_lockstep if self.strategy == "pim-gpt" else self._context_per_channel
+            self._templates[key] = build(n_chunks, last_cols)
+        return self._templates[key]
+
+    def _context_lockstep(self, n_chunks: int, last_cols: int):
+        """pim-gpt: unit slot u is the same row index on every channel, so all channels make
+        their row pass of slot u together (one MAC16 and one RDMAC16 for all); a channel
+        refills its global buffer only where its head (or the chunk) changes."""
+        dev, spec, vr = self.dev, self.spec, self._vr0
+        E, B, G, dh, T = dev.col_elems, dev.banks, spec.group_size, spec.d_head, dev.tile_elems
+        partial, gph = vr.n_chunks > 1, vr.groups_per_head
+        chans = self._context_channels()
+        starts = {c: vr.unit_range(c)[0] for c in chans}
+        count = {c: vr.unit_range(c)[1] - starts[c] for c in chans}
+        rows, acc, gb_s, gb_h = [], [], [], []
+        mac_n = 0
+        for i in range(G):
+            for k in range(n_chunks):
+                cols = dev.tile_cols if k < n_chunks - 1 else last_cols
+                for u in range(vr.slots):
+                    on = [c for c in chans if u < count[c]]
+                    mask = sum(1 << c for c in on)
+                    row = int(vr.row(u, k))
+                    if self.mode == "explicit":
+                        rows.append(raw(mask, self.cmds.act16, row=row))
+                    for c in on:
+                        g = (starts[c] + u) // gph
+                        if u == 0 or (starts[c] + u - 1) // gph != g:
+                            rows.append(simple(1 << c, self.cmds.wrgb, count=cols))
+                            gb_s.append(k * T + np.arange(cols * E).reshape(cols, E))
+                            gb_h.append(np.full((cols, E), g * G + i))
+                    rows.append(column(mask, self.cmds.mac16, row=row, count=cols))
+                    if self.mode != "controller":
+                        rows.append(precharge(mask))
+                    rows.append(simple(mask, self.cmds.rdmac16, blocking=True))
+                    for c in on:
+                        unit = starts[c] + u
+                        d = (unit % gph) * B + np.arange(B)
+                        h = (unit // gph) * G + i
+                        acc.append(np.where(d < dh, (k * spec.q_dim if partial else 0) + h * dh + d, -1))
+                        if i == 0 and k == 0:
+                            mac_n += int((d < dh).sum())
+        ins = np.array(rows, np.int64)
+        return [{"ins": ins, "rel": (ins[:, 0] != OP_PRECHARGE) & (ins[:, F_ROW] >= 0),
+                 "acc_index": np.array(acc, np.int32), "gb_s": np.concatenate(gb_s), "gb_h": np.concatenate(gb_h),
+                 "macs_per_position": mac_n * G}]
+
+    def _context_per_channel(self, n_chunks: int, last_cols: int):
+        """naive: each channel on its own, one unit (and one global-buffer fill) per row pass."""
         dev, spec, vr = self.dev, self.spec, self._vr0
         E, B, G, dh, T, tcols = dev.col_elems, dev.banks, spec.group_size, spec.d_head, dev.tile_elems, dev.tile_cols
         partial = vr.n_chunks > 1
@@ -487,7 +535,7 @@ class StepCompiler:
                         r_unit.append(us)
                         r_h.append(np.full(len(us), g * G + i))
                         r_k.append(np.full(len(us), k))
-                        fill = np.ones(len(us), bool) if self.strategy == "naive" else np.arange(len(us)) == 0
+                        fill = np.ones(len(us), bool)  # a global-buffer fill per row pass
                         r_fill.append(fill)
             unit, h, k, fill = (np.concatenate(x) for x in (r_unit, r_h, r_k, r_fill))
             cols = chunk_cols[k]
@@ -508,7 +556,6 @@ class StepCompiler:
                   "macs_per_position": sum(o["macs_per_position"] for o in out)}
         for name in ("acc_index", "gb_s", "gb_h"):
             merged[name] = np.concatenate([o[name] for o in out])
-        self._templates[key] = [merged]
         return [merged]
 
     @functools.cached_property
@@ -659,7 +706,7 @@ class StepCompiler:
                 else:  # ASIC ops
                     f.update(name=f"L{l}.{kind}", rows=1, inputs=1, reads=(), writes=())
                     if kind == "scores_reduce":
-                        f.update(tag="reductions", kind="reduce", reads=(f"L{l}.s.part",), writes=(f"L{l}.s",),
+                        f.update(tag="reductions", kind="reduce", writes=(f"L{l}.s",),
                                  inputs=kr.pieces)
                     elif kind == "scale":
                         f.update(tag="attention_scores", kind="scale", reads=(f"L{l}.s",), writes=(f"L{l}.sc",),
@@ -668,7 +715,7 @@ class StepCompiler:
                         f.update(tag="softmax", kind="softmax", reads=(f"L{l}.sc",), writes=(f"L{l}.p",),
                                  rows=spec.n_heads)
                     elif kind == "context_reduce":
-                        f.update(tag="reductions", kind="reduce", reads=(f"L{l}.ctx.part",), writes=(f"L{l}.ctx",),
+                        f.update(tag="reductions", kind="reduce", writes=(f"L{l}.ctx",),
                                  elements=spec.q_dim)
                 rows.append((f, b))
             out[kind, index] = rows
@@ -756,7 +803,9 @@ class StepCompiler:
             build("scores", j, PimOp, lambda l, a=s_all[j], bind=bind: (a[l], bind),
                   macs=t["macs_per_position"] * S)
         if pieces > 1:
-            build("scores_reduce", 0, AsicOp, None, elements=hs, meta={"terms": pieces, "stride": hs})
+            for l, (f, _) in enumerate(static["scores_reduce", 0]):
+                ops[f["id"]] = _new(AsicOp, **{**f, "elements": hs, "reads": tuple(
+                    ref(f"L{l}.s.part", k * hs, (k + 1) * hs) for k in range(pieces))})
         build("scale", 0, AsicOp, None, elements=hs)
         build("softmax", 0, AsicOp, None, elements=hs)
         # context
@@ -767,7 +816,9 @@ class StepCompiler:
                   "acc_index": t["acc_index"]}
         build("context", 0, PimOp, lambda l: (c_all[0][l], c_bind), macs=t["macs_per_position"] * S)
         if ("context_reduce", 0) in static:
-            build("context_reduce", 0, AsicOp, None, inputs=n_chunks, meta={"terms": n_chunks, "stride": q_dim})
+            for l, (f, _) in enumerate(static["context_reduce", 0]):
+                ops[f["id"]] = _new(AsicOp, **{**f, "inputs": n_chunks, "reads": tuple(
+                    ref(f"L{l}.ctx.part", k * q_dim, (k + 1) * q_dim) for k in range(n_chunks))})
         return Program(ops=tuple(ops), command_names=dev.command_names, model=spec.name, hardware=dev.name,
                        position=position, strategy=self.strategy,
                        meta={"row_commands": self.mode, "context": self.context, "token": token,

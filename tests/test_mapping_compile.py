@@ -32,7 +32,7 @@ def small_hw(channels, banks, row_bytes, gb_bytes):
 
 
 hardware = st.builds(small_hw, st.integers(1, 4), st.sampled_from([4, 8, 16]), st.sampled_from([256, 512, 2048]),
-                     st.sampled_from([128, 256, 2048]))
+                     st.sampled_from([64, 128, 256, 2048]))
 
 
 def useful_macs(op: PimOp, names, gb_valid: dict) -> int:
