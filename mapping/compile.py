@@ -20,8 +20,9 @@ of the step is built once per (model, hardware, strategy, context) and reused, o
 from __future__ import annotations
 
 import functools
+import gc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,7 +62,8 @@ def _asic_op(id, name, tag, deps, kind, elements, layer, reads, writes, rows=1, 
 
 
 def _with_opid(ins: np.ndarray, opid: int) -> np.ndarray:
-    ins = np.array(ins, np.int64, copy=True).reshape(-1, N_FIELDS)
+    """The block as an int64 [n, 9] array (a copy unless it already is one) with OPID set."""
+    ins = np.asarray(ins, np.int64).reshape(-1, N_FIELDS)
     ins[:, F_OPID] = opid
     return ins
 
@@ -162,8 +164,7 @@ class StepCompiler:
         acc_t = self._tensor(f"{out}.part", n_tiles * n_group) if n_tiles > 1 else summed
         chunks, off = [], 0
         for reg in regs:
-            build = self._gemv_tiles if self.strategy == "pim-gpt" else self._gemv_blocks
-            chunks += build(reg, layer, role, x, acc_t, off, n_group)
+            chunks += self._gemv_region(reg, layer, role, x, acc_t, off, n_group)
             off += reg.n_out
         tag = ROLE_TAGS[role]
         for lo, hi, pids in chunks:
@@ -182,70 +183,95 @@ class StepCompiler:
                 for p in pids:
                     self._produce(out, lo, hi, p)
 
-    def _gemv_tiles(self, reg: GemvRegion, layer, role, x, acc_t, off, n_group):
+    def _gemv_plan(self, reg: GemvRegion, off: int, n_group: int) -> list[dict]:
+        """The PIM ops of one GEMV region with rows relative to its base row, built once per
+        shape and shared by every layer (index arrays included): per op the instructions, the
+        global-buffer fill, the read destinations, useful MACs, the input range it reads and its
+        (tile, chunk) place."""
+        key = ("gemv", self.strategy, reg.n_out, reg.n_in, reg.slots, off, n_group)
+        if key in self._templates:
+            return self._templates[key]
+        reg = replace(reg, name="", members=(), base_row=0)
+        build = self._plan_tiles if self.strategy == "pim-gpt" else self._plan_blocks
+        plan = build(reg, off, n_group)
+        for op in plan:
+            op["rel"] = ((op["ins"][:, 0] != OP_PRECHARGE) & (op["ins"][:, F_ROW] >= 0)).astype(np.int64)
+        self._templates[key] = plan
+        return plan
+
+    def _plan_tiles(self, reg: GemvRegion, off: int, n_group: int) -> list[dict]:
         """pim-gpt: tile-major; one fill per tile, chunks of row blocks per op."""
         dev, mode, cmds = self.dev, self.mode, self.cmds
         L, T, K, slots = dev.lanes, dev.tile_elems, reg.n_tiles, reg.slots
         cb = max(1, T // (L * slots))
         n_chunks = _cdiv(reg.n_row_blocks, cb)
-        ops = [[0] * n_chunks for _ in range(K)]
+        span = cb * slots * L
+        plan = []
         for k in range(K):
             tl, tc = reg.tile_len(k), reg.tile_cols(k)
             gb = tile_gb_index(dev, k * T, tl, tc, copies=slots)
-            x_deps = self._deps(x, k * T, k * T + tl)
             for c in range(n_chunks):
                 rb = np.arange(c * cb, min(reg.n_row_blocks, (c + 1) * cb))
                 q = rb[:, None] * slots + np.arange(slots)[None, :]            # [R, slots] blocks
                 ncols = np.where(q < reg.n_blocks, tc, 0)
                 col0 = np.broadcast_to(reg.col0(q), q.shape)
-                rows = reg.row(rb * slots, k)
                 masks = np.full(len(rb), dev.all_mask, np.int64)
                 gbn = np.zeros(len(rb), np.int64)
                 if c == 0:
                     gbn[0] = slots * tc
-                ins = sweep(dev, cmds, mode, rows, masks, col0, ncols, gb_ncols=gbn)
+                ins = sweep(dev, cmds, mode, reg.row(rb * slots, k), masks, col0, ncols, gb_ncols=gbn)
                 j = q[:, :, None, None] * L + self._lane[None, None]           # [R, slots, C, B]
                 acc = np.where(j < reg.n_out, (k * n_group if K > 1 else 0) + off + j, -1)
-                data = DataBinding(gb_src=x, gb_index=gb if c == 0 else EMPTY_INDEX, acc_dst=acc_t,
-                                   acc_index=select_reads(dev, masks, ncols, acc))
-                n_valid = int(np.clip(reg.n_out - q * L, 0, L).sum())
-                deps = list(x_deps)
-                if c > 0:
-                    deps.append(ops[k][c - 1])      # the global buffer filled by chunk 0
-                elif k > 0:
-                    deps.append(ops[k - 1][-1])     # last reader of the previous fill
-                ops[k][c] = self._pim(f"{reg.name}.t{k}.c{c}", ROLE_TAGS[role], deps, dev.all_mask, ins,
-                                      n_valid * tl, "gemv", layer, [x], [acc_t], data)
-        span = cb * slots * L
-        return [(off + c * span, off + min(reg.n_out, (c + 1) * span), [ops[k][c] for k in range(K)])
-                for c in range(n_chunks)]
+                plan.append({"name": f"t{k}.c{c}", "tile": k, "chunk": c, "ins": ins,
+                             "gb": gb if c == 0 else EMPTY_INDEX, "acc": select_reads(dev, masks, ncols, acc),
+                             "macs": int(np.clip(reg.n_out - q * L, 0, L).sum()) * tl, "x": (k * T, k * T + tl),
+                             "out": (off + c * span, off + min(reg.n_out, (c + 1) * span))})
+        return plan
 
-    def _gemv_blocks(self, reg: GemvRegion, layer, role, x, acc_t, off, n_group):
+    def _plan_blocks(self, reg: GemvRegion, off: int, n_group: int) -> list[dict]:
         """naive: output-block major; every row pass fills the global buffer with its tile."""
         dev, mode, cmds = self.dev, self.mode, self.cmds
         L, T, K = dev.lanes, dev.tile_elems, reg.n_tiles
         cb = max(1, T // L)
         gbk = [tile_gb_index(dev, k * T, reg.tile_len(k), reg.tile_cols(k)) for k in range(K)]
-        x_deps = self._deps(x, 0, reg.n_in)
-        out = []
+        plan = []
         for c in range(_cdiv(reg.n_blocks, cb)):
             qs = np.arange(c * cb, min(reg.n_blocks, (c + 1) * cb))
             q = np.repeat(qs, K)
             k = np.tile(np.arange(K), len(qs))
             tcols = np.array([reg.tile_cols(t) for t in range(K)])[k]
-            rows = reg.row(q, k)
             masks = np.full(len(q), dev.all_mask, np.int64)
             ncols = tcols[:, None]
-            ins = sweep(dev, cmds, mode, rows, masks, np.zeros_like(ncols), ncols, gb_ncols=tcols)
+            ins = sweep(dev, cmds, mode, reg.row(q, k), masks, np.zeros_like(ncols), ncols, gb_ncols=tcols)
             j = q[:, None, None, None] * L + self._lane[None, None]
             acc = np.where(j < reg.n_out, (k[:, None, None, None] * n_group if K > 1 else 0) + off + j, -1)
-            data = DataBinding(gb_src=x, gb_index=np.concatenate([gbk[t] for t in k]), acc_dst=acc_t,
-                               acc_index=select_reads(dev, masks, ncols, acc))
-            n_valid = int(np.clip(reg.n_out - qs * L, 0, L).sum())
-            op = self._pim(f"{reg.name}.b{c}", ROLE_TAGS[role], x_deps, dev.all_mask, ins, n_valid * reg.n_in,
-                           "gemv", layer, [x], [acc_t], data)
-            out.append((off + int(qs[0]) * L, off + min(reg.n_out, (int(qs[-1]) + 1) * L), [op]))
-        return out
+            plan.append({"name": f"b{c}", "tile": -1, "chunk": c, "ins": ins,
+                         "gb": np.concatenate([gbk[t] for t in k]), "acc": select_reads(dev, masks, ncols, acc),
+                         "macs": int(np.clip(reg.n_out - qs * L, 0, L).sum()) * reg.n_in, "x": (0, reg.n_in),
+                         "out": (off + int(qs[0]) * L, off + min(reg.n_out, (int(qs[-1]) + 1) * L))})
+        return plan
+
+    def _gemv_region(self, reg: GemvRegion, layer, role, x, acc_t, off, n_group):
+        """The region's ops from its shape plan: rows shifted to the region, data bound to x.
+        Returns (output range, producer op ids) per output chunk."""
+        dev = self.dev
+        ids: dict[tuple[int, int], int] = {}
+        chunks: dict[tuple[int, int], list[int]] = {}
+        for op in self._gemv_plan(reg, off, n_group):
+            k, c = op["tile"], op["chunk"]
+            deps = self._deps(x, *op["x"])
+            if k >= 0 and c > 0:
+                deps.append(ids[k, c - 1])          # the global buffer filled by chunk 0
+            elif k > 0:
+                deps.append(ids[k - 1, max(cc for kk, cc in ids if kk == k - 1)])  # last reader of the old fill
+            ins = op["ins"].copy()
+            ins[:, F_ROW] += op["rel"] * reg.base_row
+            data = DataBinding(gb_src=x, gb_index=op["gb"], acc_dst=acc_t, acc_index=op["acc"])
+            i = self._pim(f"{reg.name}.{op['name']}", ROLE_TAGS[role], deps, dev.all_mask, ins, op["macs"], "gemv",
+                          layer, [x], [acc_t], data)
+            ids[k, c] = i
+            chunks.setdefault(op["out"], []).append(i)
+        return [(lo, hi, pids) for (lo, hi), pids in chunks.items()]
 
     # ------------------------------------------------------------------ elementwise helpers
     def _chunks_of(self, tensor: str) -> list[tuple[int, int]]:
@@ -358,7 +384,7 @@ class StepCompiler:
         kw = self._slot("k_write", l, 0, self._deps(k_ref[0], k_ref[1], k_ref[1] + spec.kv_dim))
         vw = self._slot("v_write", l, 0, self._deps(v_ref[0], v_ref[1], v_ref[1] + spec.kv_dim))
         q_deps = self._deps(q_ref[0], q_ref[1], q_ref[1] + q)
-        scores = [self._slot("scores", l, j, q_deps + [kw]) for j in range(len(self._score_sweeps()))]
+        scores = [self._slot("scores", l, 0, q_deps + [kw])]
         if kr.pieces > 1:
             scores = [self._slot("scores_reduce", l, 0, scores)]
         sc = self._slot("scale", l, 0, scores)
@@ -396,7 +422,7 @@ class StepCompiler:
         return {t: [s for s in segs if s[0] == t] for t in range(self._kr0.rows_per_position)}
 
     def _scores_template(self, n_blocks: int, last_channels: int):
-        """Instructions (layer 0 rows) and read/fill maps of every score sweep for `n_blocks`
+        """Instructions (layer 0 rows) and read/fill maps of a layer's score sweeps for `n_blocks`
         position blocks in use, the last row-block's first block on `last_channels` channels."""
         key = ("scores", n_blocks, last_channels)
         if key in self._templates:
@@ -457,10 +483,14 @@ class StepCompiler:
             seg_elems = np.minimum(seg_n * E, dh - seg_e0)
             out.append({"ins": ins, "acc_s": select_reads(dev, masks, ncols, s_pos),
                         "acc_hp": select_reads(dev, masks, ncols, hp), "gb_index": gb_index,
-                        "macs_per_position": int(seg_elems[: len(segs)].sum()),
-                        "rel": (ins[:, 0] != OP_PRECHARGE) & (ins[:, F_ROW] >= 0)})
-        self._templates[key] = out
-        return out
+                        "macs_per_position": int(seg_elems[: len(segs)].sum())})
+        ins = np.concatenate([o["ins"] for o in out])  # every sweep of a layer in one op
+        merged = {"ins": ins, "rel": (ins[:, 0] != OP_PRECHARGE) & (ins[:, F_ROW] >= 0),
+                  "macs_per_position": sum(o["macs_per_position"] for o in out)}
+        for name in ("acc_s", "acc_hp", "gb_index"):
+            merged[name] = np.concatenate([o[name] for o in out])
+        self._templates[key] = [merged]
+        return [merged]
 
     def _context_template(self, n_chunks: int, last_cols: int):
         """Context instructions (layer 0 rows) and fill/read maps for `n_chunks` position chunks
@@ -695,7 +725,7 @@ class StepCompiler:
                 elif kind == "scores":
                     src = f"L{l}.qkv" if gpt else f"L{l}.q"
                     dst = f"L{l}.s.part" if kr.pieces > 1 else f"L{l}.s"
-                    f.update(name=f"L{l}.scores{index}", tag="attention_scores", kind="gemv", reads=(src,),
+                    f.update(name=f"L{l}.scores", tag="attention_scores", kind="gemv", reads=(src,),
                              writes=(dst,), chmask=dev.all_mask)
                     b.update(gb_src=src, acc_dst=dst)
                 elif kind == "context":
@@ -731,7 +761,19 @@ class StepCompiler:
         return names
 
     def compile(self, position: int, token: int = 0) -> Program:
-        """The Program of the decode step at `position` (0-based) consuming `token`."""
+        """The Program of the decode step at `position` (0-based) consuming `token`.
+
+        Assembling a step allocates ~10^3 objects without reference cycles; the cyclic garbage
+        collector is paused meanwhile (and restored), which saves a quarter of the time."""
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._compile(position, token)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    def _compile(self, position: int, token: int) -> Program:
         spec, dev = self.spec, self.dev
         if not 0 <= position < self.context:
             raise MappingError(f"position {position} out of range 0..{self.context - 1}: the KV cache is "
