@@ -2,8 +2,8 @@
 
 Runs command streams of at least 10 M commands through the engine in fixed-size chunks (the
 engine is resumable), so memory stays flat however long the stream is. Prints one line per
-stream and, last, `commands_per_s=<n> peak_rss_mb=<n>` for the main stream (PIM GEMV mix, the
-engine's default path).
+stream, the fixed cost of a small call (`stream=small_calls ... us_per_call=<n>`) and, last,
+`commands_per_s=<n> peak_rss_mb=<n>` for the main stream (PIM GEMV mix, the engine's default path).
 
     python bench/engine.py [--commands 10000000] [--hw pim-gpt]
 """
@@ -57,6 +57,19 @@ def run_stream(cfg, make_chunk, target: int, fast: bool) -> tuple[int, float, in
     return n_cmd, wall, eng.now
 
 
+def small_calls(cfg, std, n_calls: int = 20000) -> float:
+    """Fixed cost of one `Engine.run` on a one-instruction program (a compiler's trusted path:
+    validated once, `validate=False`), in microseconds per call."""
+    eng = Engine(cfg)
+    eng.warm_up()
+    prog = program([simple(1, std.cmd("WRGB"))])
+    eng.run(prog)
+    t0 = time.perf_counter()
+    for _ in range(n_calls):
+        eng.run(prog, validate=False, close_rows=False)
+    return (time.perf_counter() - t0) / n_calls * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commands", type=int, default=10_000_000, help="commands per stream (default 10 M)")
@@ -80,6 +93,8 @@ def main() -> None:
               f"simulated_ms={cycles * cfg.dram.tck_ns / 1e6:.3f}")
         if main_rate is None:
             main_rate = rate
+    us = small_calls(cfg, std)
+    print(f"stream=small_calls hw={cfg.name} calls=20000 program=1_instruction us_per_call={us:.2f}")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"commands_per_s={main_rate:.0f} peak_rss_mb={rss_mb:.1f}")
 

@@ -124,8 +124,10 @@ def command_names_of(cfg) -> tuple[str, ...]:
 # `release` is the earliest cycle the controller was allowed to issue the command at all (the
 # channel's front end for program commands, the due cycle for refresh), so a checker can tell a
 # command held back by a timing rule from one that was not yet released. `instr` is the index of
-# the instruction the command serves (-1 for refresh and the precharge before it); `opid` is
-# that instruction's op id (-1 for refresh).
+# the instruction the command serves (len(program) for the closing precharge of a run), -1 for
+# refresh-owned commands during the run (REFab, the PREA before it, rows re-opened after it) and
+# -2 for refresh issued in the idle gap before the run (not counted in the run's figures);
+# `opid` is the instruction's op id (-1 for refresh).
 SCHEDULE_DTYPE = np.dtype([
     ("cmd", np.int16),      # command id: index into the standard's command table
     ("channel", np.int16),

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
+
+DEFAULT_HW = "pim-gpt"
+COMPILE_NOTICE = "compiling the timing engine (first run only, ~1 min)"
+COMPILE_NOTICE_AFTER_S = 2.0  # when the cache cannot be inspected: say it once warm-up takes this long
 
 
 def _overrides(pairs: list[str] | None) -> dict:
@@ -17,10 +23,32 @@ def _overrides(pairs: list[str] | None) -> dict:
     return dict(parse_override(p) for p in (pairs or []))
 
 
-def _add_hw(p: argparse.ArgumentParser, default: str | None = "pim-gpt") -> None:
-    p.add_argument("--hw", default=default, help="preset name (hw_configs/NAME.yaml) or path to a YAML file")
+def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set dram.timing.nRP=30 (repeatable)")
+
+
+def _add_hw(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hw", default=DEFAULT_HW,
+                   help="preset name (hw_configs/NAME.yaml) or path to a YAML file (default: %(default)s)")
+    _add_set(p)
+
+
+def _with_sets(overrides: dict) -> str:
+    """' with --set dram.channels=16' for a header, or ''."""
+    from sim.config import show_value
+
+    if not overrides:
+        return ""
+    return " with " + " ".join(f"--set {k}={show_value(v)}" for k, v in overrides.items())
+
+
+def describe(cfg) -> str:
+    """The organisation of a resolved config (so a header never repeats a preset's stale text)."""
+    d = cfg.dram
+    pim = f", {cfg.pim.macs_per_bank} x {cfg.pim.mac_dtype} MACs per bank" if cfg.pim else ""
+    return (f"{d.channels} channels x {d.banks_per_channel} banks ({d.bank_groups} bank groups), "
+            f"{d.standard}, tCK {d.tck_ns:g} ns{pim}")
 
 
 def _cmd_validate(argv: list[str]) -> int:
@@ -28,46 +56,123 @@ def _cmd_validate(argv: list[str]) -> int:
     from sim.derived import derived_figures
 
     p = argparse.ArgumentParser(prog="pimsim validate", description="validate a hardware config and print derived figures")
-    p.add_argument("config", nargs="?", default="pim-gpt", help="preset name or YAML path (default pim-gpt)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("config", nargs="?", default=DEFAULT_HW, help="preset name (hw_configs/NAME.yaml) or YAML path (default: %(default)s)")
+    _add_set(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = p.parse_args(argv)
-    cfg = load_config(a.config, _overrides(a.set))
+    overrides = _overrides(a.set)
+    cfg = load_config(a.config, overrides)
     figs = derived_figures(cfg)
     if a.json:
-        print(json.dumps({"config": cfg.resolved(), "derived": {f.name: {"value": f.value, "unit": f.unit} for f in figs}}, indent=2))
+        print(json.dumps({"config": cfg.resolved(), "derived": {f.name: {"value": f.value, "unit": f.unit} for f in figs}},
+                         indent=2, allow_nan=False))
         return 0
-    print(f"{cfg.source}: OK  ({cfg.name}: {cfg.description})")
+    what = f"{cfg.name}: {describe(cfg)}" + (f"; preset: {cfg.description}" if cfg.description and not overrides else "")
+    print(f"{cfg.source}{_with_sets(overrides)}: OK  ({what})")
     for f in figs:
         val = f"{f.value:,.4g}" if isinstance(f.value, float) and not float(f.value).is_integer() else f"{int(f.value):,}"
         print(f"  {f.name:32s} {val:>14s} {f.unit:8s} {f.how}")
     return 0
 
 
+# --------------------------------------------------------------------------- engine warm-up
+
+
+def engine_cache_is_warm() -> bool | None:
+    """Whether the timing engine's compiled code is loaded or in numba's disk cache (None: cannot tell).
+
+    Looks at every cached numba function of `sim.engine` (whatever its kernels are called): a
+    function with no compiled signature and no valid entry in its cache index compiles on
+    first use."""
+    try:
+        from numba.core.dispatcher import Dispatcher
+
+        from sim import engine
+
+        kernels = [f for f in vars(engine).values() if isinstance(f, Dispatcher)]
+        if not kernels:
+            return None
+        for f in kernels:
+            if f.signatures:
+                continue
+            cache = getattr(f, "_cache", None)
+            index = getattr(getattr(cache, "_cache_file", None), "_load_index", None)
+            if index is None:
+                return None
+            if not index():
+                return False
+        return True
+    except Exception:  # numba internals moved: fall back to timing the warm-up
+        return None
+
+
+def warm_up_engine(engine, stream=None) -> None:
+    """`engine.warm_up()`, saying once on stderr when it is about to compile (a silent minute otherwise)."""
+    stream = stream or sys.stderr
+    warm = engine_cache_is_warm()
+    said = threading.Event()
+
+    def notice():
+        if not said.is_set():
+            said.set()
+            print(COMPILE_NOTICE, file=stream, flush=True)
+
+    timer = None
+    if warm is False:
+        notice()
+    elif warm is None:
+        timer = threading.Timer(COMPILE_NOTICE_AFTER_S, notice)
+        timer.daemon = True
+        timer.start()
+    try:
+        engine.warm_up()
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+# --------------------------------------------------------------------------- run-trace
+
+
 def _cmd_run_trace(argv: list[str]) -> int:
+    from pathlib import Path
+
     from sim.aim_trace import load_aim_trace
+    from sim.commands import F_OP, OP_BARRIER
     from sim.config import load_config
     from sim.engine import Engine
-    from sim.results import provenance, write_json_atomic
+    from sim.results import check_output_path, finite_or_none, provenance, write_json_atomic
 
     p = argparse.ArgumentParser(prog="pimsim run-trace",
                                 description="time a trace in the text format of the public AiM simulator")
-    p.add_argument("trace", help="trace file (AiM ISR text format)")
-    _add_hw(p, default="aim-32ch")
+    p.add_argument("trace", help="trace file (AiM ISR text format; always read as a file name)")
+    p.add_argument("--hw", default=DEFAULT_HW, help="preset name (hw_configs/NAME.yaml) or path to a YAML file (default: %(default)s)")
+    _add_set(p)
     p.add_argument("--no-refresh", action="store_true", help="do not issue refresh (as the public AiM simulator)")
-    p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file")
+    p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file "
+                                                 "(its folder must exist)")
     a = p.parse_args(argv)
-    cfg = load_config(a.hw, _overrides(a.set))
-    prog = load_aim_trace(a.trace, cfg)
+    if a.json:
+        check_output_path(a.json)  # before any work: a bad path is an error now, not after the run
+    overrides = _overrides(a.set)
+    cfg = load_config(a.hw, overrides)
+    trace = Path(a.trace)
+    prog = load_aim_trace(trace, cfg)
+    if not (prog[:, F_OP] != OP_BARRIER).any():
+        raise ValueError(f"{trace}: no DRAM work to time: the trace holds only comments, blank lines, "
+                         "host-register operations or SYNC/EOC")
     eng = Engine(cfg, refresh=False if a.no_refresh else None)
-    eng.warm_up()
+    warm_up_engine(eng)
     t0 = time.perf_counter()
     res = eng.run(prog)
     wall = time.perf_counter() - t0
     commands = res.command_totals()
     n = sum(commands.values())
-    print(f"trace {a.trace} on {cfg.name} ({cfg.dram.channels} channels, refresh {'on' if eng.refresh else 'off'})")
-    print(f"cycles={res.cycles} time_us={res.time_ns / 1e3:.3f} row_hit_rate={res.row_hit_rate():.4f}")
+    hits, misses = int(res.row_hits.sum()), int(res.row_misses.sum())
+    hit_rate = finite_or_none(hits / (hits + misses)) if hits + misses else None
+    print(f"trace {trace} on {cfg.name}{_with_sets(overrides)} ({describe(cfg)}, refresh {'on' if eng.refresh else 'off'})")
+    shown_rate = f"{hit_rate:.4f}" if hit_rate is not None else "n/a (no row accesses)"
+    print(f"cycles={res.cycles} time_us={res.time_ns / 1e3:.3f} row_hit_rate={shown_rate}")
     print("commands " + " ".join(f"{k}={v}" for k, v in commands.items()))
     print(f"simulated {n} commands in {wall:.3f} s ({n / max(wall, 1e-9) / 1e6:.1f} M commands/s)")
     if a.json:
@@ -77,14 +182,77 @@ def _cmd_run_trace(argv: list[str]) -> int:
             "commands": commands,
             "commands_per_channel": {name: [int(x) for x in res.counts[:, i]]
                                      for i, name in enumerate(res.command_names) if res.counts[:, i].any()},
-            "row_hit_rate": res.row_hit_rate(),
+            "row_hit_rate": hit_rate,
             "refresh": eng.refresh,
-            "trace": a.trace,
+            "trace": str(trace),
+            "overrides": {k: v for k, v in overrides.items()},
             **provenance(cfg),
         }
         write_json_atomic(a.json, payload)
         print(f"wrote {a.json}")
     return 0
+
+
+def _cmd_run(argv: list[str]) -> int:
+    from sim.compose import simulate
+    from sim.results import write_json_atomic
+    from sim.system.model import MODES
+
+    p = argparse.ArgumentParser(prog="pimsim run",
+                                description="simulate GPT token generation on PIM hardware: latency and energy per token")
+    _add_hw(p)
+    p.add_argument("--model", default="gpt2-medium", help="model zoo name or YAML file (default gpt2-medium)")
+    p.add_argument("--prompt-len", type=int, default=8, help="prompt tokens, processed one at a time (default 8)")
+    p.add_argument("--gen-len", type=int, default=32, help="generated tokens (default 32)")
+    p.add_argument("--mode", default="overlap", help=f"{' | '.join(MODES)} (default overlap)")
+    p.add_argument("--strategy", default="pim-gpt", help="mapping strategy (default pim-gpt)")
+    p.add_argument("--no-refresh", action="store_true", help="do not issue refresh")
+    p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    if a.json:
+        from sim.results import check_output_path
+
+        check_output_path(a.json)  # before any work
+    gen = simulate(a.model, a.hw, a.prompt_len, a.gen_len, mode=a.mode, strategy=a.strategy,
+                   overrides=_overrides(a.set), refresh=False if a.no_refresh else None,
+                   progress=not a.no_progress)
+    _print_summary(gen)
+    if a.json:
+        write_json_atomic(a.json, gen.to_json())
+        print(f"wrote {a.json}")
+    return 0
+
+
+def _print_summary(gen) -> None:
+    s, c = gen.summary, gen.config
+    hw = c["hardware"]
+    print(f"{c['model']['name']} on {hw['name']} ({hw['dram']['channels']} channels), mode {c['mode']}, "
+          f"prompt {c['prompt_len']} + generated {c['gen_len']} tokens, refresh {'on' if c['refresh'] else 'off'}")
+    rows = [
+        ("latency per token", s["latency_s_per_token_mean"] * 1e3, "ms"),
+        ("tokens per second", s["tokens_per_s"], "tok/s"),
+        ("energy per token", s["energy_j_per_token_mean"] * 1e3, "mJ"),
+        ("PIM alone per token", s["pim_only_s_per_token"] * 1e3, "ms"),
+        ("row-pass floor per token", s["row_pass_floor_s_per_token"] * 1e3, "ms"),
+        ("bandwidth bound per token", s["bound_s_per_token"] * 1e3, "ms"),
+        ("row-hit rate", s["row_hit_rate"] * 100 if s["row_hit_rate"] is not None else float("nan"), "%"),
+        ("MAC utilisation", s["mac_utilization"] * 100, "%"),
+        ("non-PIM share of latency", s["non_pim_latency_share"] * 100, "%"),
+    ]
+    for name, v, unit in rows:
+        print(f"  {name:28s} {v:12.4f} {unit}")
+    lat = s["latency_s_per_token_mean"]
+    print("  latency by op (share of a token):")
+    for k, v in sorted(s["breakdown_latency_s"].items(), key=lambda kv: -kv[1]):
+        print(f"    {k:24s} {v * 1e6:12.2f} us  {v / lat * 100:6.2f} %")
+    e = s["breakdown_energy_j"]
+    tot = s["energy_j_per_token_mean"]
+    print("  energy by component (per token):")
+    parts = [("DRAM/PIM commands", sum(e["pim_commands"].values())), ("background", sum(e["background"].values())),
+             ("I/O", e["io"]), ("ASIC", sum(e["asic"].values()))]
+    for k, v in parts:
+        print(f"    {k:24s} {v * 1e6:12.2f} uJ  {v / tot * 100:6.2f} %")
 
 
 def _cmd_models(argv: list[str]) -> int:
@@ -257,6 +425,7 @@ def _cmd_export_trace(argv: list[str]) -> int:
 
 
 SUBCOMMANDS = {
+    "run": (_cmd_run, "simulate token generation: latency and energy per token"),
     "validate": (_cmd_validate, "check a hardware config and print derived figures"),
     "run-trace": (_cmd_run_trace, "time a trace of the public AiM simulator"),
     "models": (_cmd_models, "list models with sizes and per-token costs"),
@@ -267,22 +436,42 @@ SUBCOMMANDS = {
 }
 
 
+def _version() -> str:
+    from sim.results import project_version
+
+    return project_version()
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for the user: an OSError names its file without the errno prefix."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     from sim.config import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("--version", "-V"):
+        print(f"pimsim {_version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        print("usage: pimsim COMMAND [options]\n\n" + __doc__.splitlines()[0] + "\n\ncommands:")
+        print("usage: pimsim [--version] COMMAND [options]\n\n" + __doc__.splitlines()[0] + "\n\ncommands:")
         for name, (_, text) in SUBCOMMANDS.items():
             print(f"  {name:10s} {text}")
+        print(f"\nthe hardware preset is {DEFAULT_HW} unless given; `pimsim COMMAND --help` for a command's options")
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\npimsim: error: unknown command '{argv[0]}'", file=sys.stderr)
             return 2
         return 0 if argv else 2
     try:
         return SUBCOMMANDS[argv[0]][0](argv[1:])
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ConfigError, ValueError, OSError) as exc:
-        print(f"pimsim {argv[0]}: error: {exc}", file=sys.stderr)
+        print(f"pimsim {argv[0]}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -71,11 +71,89 @@ class PimConfig(_Frozen):
     global_buffer_bytes: int = Field(gt=0)
 
 
+PositivePj = Annotated[float, Field(gt=0)]
+ASIC_OP_TYPES = ("add", "mul", "fma", "cmp", "int", "sram")
+
+
+class AsicOpEnergy(_Frozen):
+    """Energy of one elementary ASIC operation on one element, pJ (45 nm figures, scaled by the config)."""
+
+    add: float = Field(gt=0)
+    mul: float = Field(gt=0)
+    fma: float = Field(gt=0)
+    cmp: float = Field(gt=0)
+    int: float = Field(gt=0, description="integer/bit operation: rounding, exponent add, seed subtract")
+    sram: float = Field(gt=0, description="one element read or written in the SRAM buffer")
+
+
+class AsicConfig(_Frozen):
+    """The ASIC's vector unit: clock, width, buffer, number format and the paper's algorithms with their knobs."""
+
+    clock_mhz: float = Field(gt=0)
+    lanes: int = Field(gt=0, description="vector lanes, each one elementary operation per cycle")
+    sram_bytes: int = Field(gt=0)
+    dtype: Literal["fp32", "bf16"]
+    op_overhead_cycles: int = Field(ge=0, description="fixed cycles per op: first operand read, last write")
+    exp_algorithm: Literal["taylor"]
+    exp_taylor_order: int = Field(ge=1, le=20)
+    recip_algorithm: Literal["newton_raphson"]
+    recip_newton_iterations: int = Field(ge=0, le=10)
+    rsqrt_algorithm: Literal["fast_inverse_sqrt"]
+    rsqrt_newton_iterations: int = Field(ge=0, le=10)
+    op_pj_45nm: dict[Literal["fp32", "bf16"], AsicOpEnergy]
+    scale_45nm_to_28nm: float = Field(gt=0)
+    leakage_mw: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _energy_for_dtype(self) -> "AsicConfig":
+        if self.dtype not in self.op_pj_45nm:
+            raise ValueError(f"op_pj_45nm has no entry for dtype '{self.dtype}' (has: {', '.join(self.op_pj_45nm)})")
+        return self
+
+    def op_pj(self) -> dict[str, float]:
+        """pJ per elementary operation at this dtype and process."""
+        table = self.op_pj_45nm[self.dtype]
+        return {k: getattr(table, k) * self.scale_45nm_to_28nm for k in ASIC_OP_TYPES}
+
+
+class EnergyConfig(_Frozen):
+    """DRAM/PIM energy: per command, background by bank state, external I/O."""
+
+    command_pj: dict[str, PositivePj]
+    counted_elsewhere: dict[str, str] = Field(
+        default_factory=dict, description="command -> the command_pj entry (or 'background') that already counts it")
+    io_commands: list[str] = Field(default_factory=list, description="commands whose column burst crosses the DQ pins")
+    active_standby_mw: float = Field(gt=0, description="per channel, while any bank has an open row")
+    precharged_standby_mw: float = Field(gt=0, description="per channel, while every bank is precharged")
+    io_pj_per_bit: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EnergyConfig":
+        for cmd, where in self.counted_elsewhere.items():
+            if cmd in self.command_pj:
+                raise ValueError(f"counted_elsewhere.{cmd}: '{cmd}' also has an entry in command_pj; give it one or the other")
+            if where != "background" and where not in self.command_pj:
+                raise ValueError(f"counted_elsewhere.{cmd} = '{where}': expected a command of command_pj or 'background'")
+        for cmd in self.io_commands:
+            if cmd not in self.command_pj:
+                raise ValueError(f"io_commands: '{cmd}' has no entry in command_pj")
+        return self
+
+
+class SystemConfig(_Frozen):
+    """How the ASIC talks to the outside world (the PIM channels' links are in `dram`)."""
+
+    host_link_gbps: float = Field(gt=0, description="ASIC <-> host link, Gb/s (token ids in, tokens out)")
+
+
 class HardwareConfig(_Frozen):
     name: str
     description: str = ""
     dram: DramConfig
     pim: PimConfig | None = None
+    asic: AsicConfig | None = None
+    energy: EnergyConfig | None = None
+    system: SystemConfig | None = None
     source: str = Field(default="<memory>", exclude=True)
 
     def resolved(self) -> dict[str, Any]:
@@ -141,6 +219,21 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError("--set", key, f"value '{raw}' is not valid YAML") from None
 
 
+class OverrideError(ConfigError):
+    """A `--set KEY=VALUE` that the configuration rejects: names the option and the value given."""
+
+    def __init__(self, overrides: dict[str, Any], keys: list[str], message: str, config_source: str):
+        shown = " ".join(f"--set {k}={show_value(overrides[k])}" for k in keys)
+        ValueError.__init__(self, f"{shown}: {message} (applied to {config_source})")
+        self.source, self.key, self.message = "--set", keys[0], message
+
+
+def show_value(value: Any) -> str:
+    """A value as it would be written after `--set KEY=` (text that YAML reads otherwise is quoted)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
+    return text.removesuffix("...").strip()  # YAML ends a lone scalar with a '...' marker
+
+
 def apply_overrides(data: dict, overrides: dict[str, Any], source: str) -> dict:
     """Set dotted keys in a raw config dict; a key must already exist unless its parent is a mapping of timings."""
     data = copy.deepcopy(data)
@@ -149,26 +242,36 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str) -> dict:
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(source, key, f"unknown key '{'.'.join(parts[: depth + 1])}'")
+                raise OverrideError(overrides, [key], f"unknown key '{'.'.join(parts[: depth + 1])}'", source)
             node = node[part]
         if not isinstance(node, dict):
-            raise ConfigError(source, key, "parent is not a mapping")
+            raise OverrideError(overrides, [key], f"'{'.'.join(parts[:-1])}' is not a mapping", source)
         leaf = parts[-1]
         if leaf not in node and parts[:-1] != ["dram", "timing"]:
             known = ", ".join(sorted(node)) if node else "(none)"
-            raise ConfigError(source, key, f"unknown key '{leaf}'; known keys here: {known}")
+            raise OverrideError(overrides, [key], f"unknown key '{leaf}'; known keys here: {known}", source)
         node[leaf] = value
     return data
+
+
+def _blamed(overrides: dict[str, Any] | None, key: str) -> list[str]:
+    """The overrides an error at dotted `key` comes from: the key itself, a parent of it that was
+    replaced, or (for a check of a whole section) the overrides inside that section."""
+    if not overrides or not key:
+        return []
+    return [k for k in overrides if k == key or key.startswith(k + ".") or k.startswith(key + ".")]
 
 
 def _validation_error(source: str, exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     key = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")  # pydantic's wording for a validator's ValueError
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":
         msg = "required key is missing"
+    elif "input" in first and not isinstance(first["input"], (dict, list)):
+        msg += f", got {first['input']!r}"
     more = len(exc.errors()) - 1
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -185,16 +288,23 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if overrides:
         raw = apply_overrides(raw, overrides, source)
     try:
-        cfg = HardwareConfig(**raw, source=source)
-    except ValidationError as exc:
-        raise _validation_error(source, exc) from None
-    except TypeError as exc:  # e.g. a key that collides with the model's own arguments
-        raise ConfigError(source, "", str(exc)) from None
-    # Validates timings against the standard (missing/unknown/impossible values).
-    from sim.dram_spec import compile_standard
+        try:
+            cfg = HardwareConfig(**raw, source=source)
+        except ValidationError as exc:
+            raise _validation_error(source, exc) from None
+        except TypeError as exc:  # e.g. a key that collides with the model's own arguments
+            raise ConfigError(source, "", str(exc)) from None
+        # Validates timings against the standard (missing/unknown/impossible values).
+        from sim.dram_spec import compile_standard
 
-    compile_standard(cfg)
-    _check_pim(cfg)
+        compile_standard(cfg)
+        _check_pim(cfg)
+    except ConfigError as exc:
+        blamed = _blamed(overrides, exc.key) if exc.source == source else []
+        if blamed:
+            message = exc.message if exc.key in blamed else f"{exc.key}: {exc.message}"
+            raise OverrideError(overrides, blamed, message, source) from None
+        raise
     return cfg
 
 

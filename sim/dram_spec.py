@@ -201,6 +201,15 @@ def _check_timing_values(cfg: HardwareConfig, spec: StandardSpec) -> dict[str, i
         need(t["nRRDL"] >= t["nRRDS"], "nRRDL", f"nRRDL ({t['nRRDL']}) < nRRDS ({t['nRRDS']})")
     if {"nREFI", "nRFC"} <= t.keys():
         need(t["nREFI"] > t["nRFC"], "nREFI", f"nREFI ({t['nREFI']}) <= nRFC ({t['nRFC']}): refresh would never end")
+    if {"nREFI", "nRFC", "nRC"} <= t.keys():
+        # Between two refreshes a channel must fit at least one full row cycle, and refresh may not
+        # take most of the time: otherwise nearly every cycle is refresh and results mean little.
+        need(t["nREFI"] >= t["nRFC"] + t["nRC"], "nREFI",
+             f"nREFI ({t['nREFI']}) < nRFC + nRC ({t['nRFC']} + {t['nRC']}): refresh would leave no room for "
+             f"one row cycle between refreshes")
+        need(2 * t["nRFC"] <= t["nREFI"], "nREFI",
+             f"refresh would occupy {t['nRFC'] / t['nREFI']:.0%} of the time (nRFC {t['nRFC']} / nREFI "
+             f"{t['nREFI']}); at most 50 % is accepted, so the device still has time for work")
     for key in ("nBL", "nCCDS", "nCCDL", "nRP", "nREFI"):
         if key in t:
             need(t[key] > 0, key, f"{key} must be at least one cycle")

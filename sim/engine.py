@@ -15,14 +15,12 @@ one until a refresh falls due. `fast=False` disables it; tests show both agree t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from numba import njit
 
-from sim.commands import (
-    ALL_BANKS, F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_FLAGS, F_OP, F_ROW, FLAG_BLOCKING, N_FIELDS,
-    OP_BARRIER, OP_COLUMN, OP_PRECHARGE, OP_RAW, OP_SIMPLE, PSEUDO_ROW_BASE, SCHEDULE_DTYPE,
+from hw_configs.isa import (
+    ALL_BANKS, F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_FLAGS, F_OP, F_OPID, F_ROW, FLAG_BLOCKING, N_FIELDS,
+    OP_BARRIER, OP_COLUMN, OP_NAMES, OP_PRECHARGE, OP_RAW, OP_SIMPLE, PSEUDO_ROW_BASE, SCHEDULE_DTYPE,
 )
 from sim.config import HardwareConfig
 from sim.dram_spec import MODE_MEM, MODE_REG, CompiledStandard, compile_standard
@@ -36,16 +34,24 @@ NO_LIMIT = 1 << 62
 T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, N_TAB = range(11)
 # par[:] scalars
 (P_GAP, P_ACT, P_ACT_ALL, P_PRE, P_PRE_ALL, P_REF, P_MODE_CMD, P_BPG, P_NB, P_NG, P_NREFI, P_REFRESH,
- P_FAST, P_NWIN, P_WMAX, N_PAR) = range(16)
-# chs[ch, :] per-channel scalars
-C_UNIFORM, C_NOPEN, C_MODE, C_LAST, C_FINISH, C_DUE, C_HITS, C_MISSES, N_CHS = range(9)
-# g[:] global
-G_FRONT, G_RECN, G_RECON, G_RUN_FINISH = range(4)
+ P_FAST, P_NWIN, P_WMAX, P_MAX_OWED, N_PAR) = range(17)
+# chs[ch, :] per-channel state, cumulative over runs
+(C_UNIFORM, C_NOPEN, C_MODE, C_LAST, C_FINISH, C_DUE, C_HITS, C_MISSES, C_FRONT, C_REFS, C_OPEN_SINCE,
+ C_ACTIVE, N_CHS) = range(13)
+# run[ch, :] per-channel figures of one run
+U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
+# g[:] scalars of one call
+(G_RECN, G_RECON, G_RUN_FINISH, G_START, G_ERR, G_ERRV, G_INSTR, G_OPID, G_IDONE, G_OWNER,
+ G_RECCAP, G_NOPS, N_G) = range(13)
 # rec[i, :] one recorded command
-R_CMD, R_CH, R_BANK, R_ROW, R_COL, R_CYCLE, R_RELEASE = range(7)
+R_CMD, R_CH, R_BANK, R_ROW, R_COL, R_CYCLE, R_RELEASE, R_INSTR, R_OPID, N_REC = range(10)
 # rows[k, :] constraint rows in CSR order of the later command; win[w, :] windows
 ROW_AFTER, ROW_SCOPE, ROW_CYCLES = range(3)
 W_SIZE, W_CYCLES = range(2)  # then n_cmd membership flags, then n_cmd "applies" flags
+OWNER_PROGRAM, OWNER_REFRESH, OWNER_IDLE = 0, 1, 2
+# JEDEC: at most 8 all-bank refreshes may be postponed; the controller refreshes at the bound.
+MAX_POSTPONED_REFRESHES = 8
+ERR_START_BEFORE_FRONT, ERR_NEED_OPS = 1, 2
 
 
 # --------------------------------------------------------------------------- compiled core
@@ -55,7 +61,8 @@ W_SIZE, W_CYCLES = range(2)  # then n_cmd membership flags, then n_cmd "applies"
 
 
 @njit(cache=True)
-def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_channels):
+def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, ucounts, opstat, opcnt,
+         istat, n_channels, start, close_rows, touch):
     nb = par[P_NB]
     bpg = par[P_BPG]
     i_all = nb + par[P_NG]
@@ -69,6 +76,10 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
     c_act, c_act_all, c_pre, c_pre_all = par[P_ACT], par[P_ACT_ALL], par[P_PRE], par[P_PRE_ALL]
     c_ref, c_mode = par[P_REF], par[P_MODE_CMD]
     nrefi = par[P_NREFI]
+    max_owed = par[P_MAX_OWED]
+    want_instr = istat.shape[0] > 0
+    want_ops = opstat.shape[0] > 0 and opcnt.shape[0] > 0
+    keep = np.empty(nb, np.int64)  # rows to re-open after a refresh inside a raw stream
 
     def earliest(ch, cmd, bank, release):
         """Earliest legal issue cycle of `cmd` (a bank or ALL_BANKS) on channel `ch`."""
@@ -94,8 +105,9 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                     t = v
         return t
 
-    def set_rows(ch, bank, row):
+    def set_rows(ch, bank, row, t):
         """Open (row >= 0) or close (-1) one bank or all, keeping the summaries exact."""
+        was_open = chs[ch, C_NOPEN] > 0
         if bank == ALL_BANKS:
             for b in range(nb):
                 orow[ch, b] = row
@@ -112,6 +124,62 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                 uniform = -1
         chs[ch, C_NOPEN] = n_open
         chs[ch, C_UNIFORM] = uniform
+        if n_open > 0 and not was_open:
+            chs[ch, C_OPEN_SINCE] = t
+        elif n_open == 0 and was_open:
+            chs[ch, C_ACTIVE] += t - chs[ch, C_OPEN_SINCE]
+
+    def account(ch, cmd, t, d, n):
+        """Counts and finish times of `n` commands `cmd`, the last one completing at `d`."""
+        counts[ch, cmd] += n
+        owner = g[G_OWNER]
+        if owner == OWNER_IDLE:
+            return
+        ucounts[ch, cmd] += n
+        if owner == OWNER_REFRESH:
+            return
+        if d > chs[ch, C_FINISH]:
+            chs[ch, C_FINISH] = d
+        if d > run[ch, U_FINISH]:
+            run[ch, U_FINISH] = d
+        if run[ch, U_FIRST] < 0:
+            run[ch, U_FIRST] = t
+        if d > g[G_RUN_FINISH]:
+            g[G_RUN_FINISH] = d
+        if d > g[G_IDONE]:
+            g[G_IDONE] = d
+        if want_ops:
+            op = g[G_OPID]
+            opcnt[op, cmd] += n
+            if opstat[op, 0] < 0:
+                opstat[op, 0] = t
+            if d > opstat[op, 1]:
+                opstat[op, 1] = d
+        i = g[G_INSTR]
+        if want_instr and i < istat.shape[0]:  # the closing precharge is past the last instruction
+            if istat[i, 0] < 0:
+                istat[i, 0] = t
+            if d > istat[i, 1]:
+                istat[i, 1] = d
+
+    def record(ch, cmd, target, row, col, t, release):
+        i = g[G_RECN]
+        if i < g[G_RECCAP]:
+            rec[i, R_CMD] = cmd
+            rec[i, R_CH] = ch
+            rec[i, R_BANK] = target
+            rec[i, R_ROW] = row if (tab[cmd, T_OPEN] != 0 or tab[cmd, T_COL] != 0) else -1
+            rec[i, R_COL] = col if tab[cmd, T_COL] != 0 else -1
+            rec[i, R_CYCLE] = t
+            rec[i, R_RELEASE] = release
+            owner = g[G_OWNER]
+            if owner == OWNER_PROGRAM:
+                rec[i, R_INSTR] = g[G_INSTR]
+                rec[i, R_OPID] = g[G_OPID]
+            else:  # -1: refresh during the run; -2: refresh in the idle gap before it
+                rec[i, R_INSTR] = -1 if owner == OWNER_REFRESH else -2
+                rec[i, R_OPID] = -1
+        g[G_RECN] = i + 1
 
     def issue(ch, cmd, bank, row, col, t, release):
         all_target = tab[cmd, T_ALL] != 0
@@ -128,29 +196,66 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                 ring[ch, w, wmax] = (p + 1) % win[w, W_SIZE]
                 ring[ch, w, wmax + 1] += 1
         chs[ch, C_LAST] = t
-        d = t + tab[cmd, T_DONE]
-        if d > chs[ch, C_FINISH]:
-            chs[ch, C_FINISH] = d
-        if d > g[G_RUN_FINISH]:
-            g[G_RUN_FINISH] = d
-        counts[ch, cmd] += 1
+        account(ch, cmd, t, t + tab[cmd, T_DONE], 1)
         if cmd == c_mode:  # a mode change toggles between memory and register mode
             chs[ch, C_MODE] = MODE_REG if chs[ch, C_MODE] == MODE_MEM else MODE_MEM
+        elif cmd == c_ref:  # any refresh, the controller's or a raw one, meets the next obligation
+            chs[ch, C_DUE] += nrefi
+            chs[ch, C_REFS] += 1
+            if g[G_OWNER] == OWNER_IDLE:
+                run[ch, U_IDLE_REFS] += 1
+            else:
+                run[ch, U_REFS] += 1
         target = ALL_BANKS if all_target else bank
         if tab[cmd, T_OPEN] != 0:
-            set_rows(ch, target, row)
+            set_rows(ch, target, row, t)
         elif tab[cmd, T_CLOSE] != 0:
-            set_rows(ch, target, -1)
+            set_rows(ch, target, -1, t)
         if g[G_RECON] != 0:
-            i = g[G_RECN]
-            rec[i, R_CMD] = cmd
-            rec[i, R_CH] = ch
-            rec[i, R_BANK] = target
-            rec[i, R_ROW] = row if (tab[cmd, T_OPEN] != 0 or tab[cmd, T_COL] != 0) else -1
-            rec[i, R_COL] = col if tab[cmd, T_COL] != 0 else -1
-            rec[i, R_CYCLE] = t
-            rec[i, R_RELEASE] = release
-            g[G_RECN] = i + 1
+            record(ch, cmd, target, row, col, t, release)
+
+    def do_refresh(ch, restore, owner):
+        """PREA (when a row is open), REFab, and with `restore` re-open the rows that were open.
+
+        One issue site in a loop over steps: numba inlines closures at every call site, and
+        this keeps the compiled core small."""
+        due = chs[ch, C_DUE]
+        saved = g[G_OWNER]
+        g[G_OWNER] = owner
+        uniform = chs[ch, C_UNIFORM]
+        was_open = chs[ch, C_NOPEN] > 0
+        if restore and was_open:
+            for b in range(nb):
+                keep[b] = orow[ch, b]
+        n_steps = 2 + (nb if restore and was_open else 0)
+        for step in range(n_steps):
+            cmd = c_ref
+            bank = ALL_BANKS
+            row = -1
+            if step == 0:
+                if chs[ch, C_NOPEN] == 0:
+                    continue
+                cmd = c_pre_all
+            elif step >= 2:
+                b = step - 2
+                if uniform >= 0 and c_act_all >= 0:
+                    if b > 0:
+                        break
+                    cmd = c_act_all
+                    row = uniform
+                else:
+                    if keep[b] < 0:
+                        continue
+                    cmd = c_act
+                    bank = b
+                    row = keep[b]
+            issue(ch, cmd, bank, row, -1, earliest(ch, cmd, bank, due), due)
+        g[G_OWNER] = saved
+
+    def owed(ch, t):
+        """Refreshes due by cycle t and not yet issued."""
+        due = chs[ch, C_DUE]
+        return 0 if t < due else (t - due) // nrefi + 1
 
     def refresh_if_due(ch, t_next, t_limit):
         """Refresh when the next command would issue at or after the due cycle; True if it did.
@@ -158,14 +263,12 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
         Once a refresh has delayed a command, only refreshes due by `t_limit` (the cycle the
         command was ready at when the first one was issued) go before it; one that falls due
         because of that delay waits until the command has issued (postponed, as JEDEC allows),
-        so every command makes progress however short nREFI is."""
-        due = chs[ch, C_DUE]
-        if not refresh_on or t_next < due or due > t_limit:
+        unless MAX_POSTPONED_REFRESHES are already owed: then the controller refreshes anyway."""
+        if not refresh_on or t_next < chs[ch, C_DUE]:
             return False
-        if chs[ch, C_NOPEN] > 0:
-            issue(ch, c_pre_all, ALL_BANKS, -1, -1, earliest(ch, c_pre_all, ALL_BANKS, due), due)
-        issue(ch, c_ref, ALL_BANKS, -1, -1, earliest(ch, c_ref, ALL_BANKS, due), due)
-        chs[ch, C_DUE] = due + nrefi
+        if chs[ch, C_DUE] > t_limit and owed(ch, t_next) <= max_owed:
+            return False
+        do_refresh(ch, False, OWNER_REFRESH)
         return True
 
     def command(ch, cmd, bank, row, col, release):
@@ -198,31 +301,52 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
                 if is_col:
                     if needed_act:
                         chs[ch, C_MISSES] += 1
+                        run[ch, U_MISSES] += 1
                     else:
                         chs[ch, C_HITS] += 1
+                        run[ch, U_HITS] += 1
                 return t
             if nxt == c_act or nxt == c_act_all:
                 needed_act = True
 
     def burst(ch, cmd, bank, row, col, count, release):
-        """`count` commands `cmd` at consecutive columns; the latest completion cycle."""
-        t = command(ch, cmd, bank, row, col, release)
-        k = 1
-        if fast and tab[cmd, T_BURST] != 0:
-            gap = tab[cmd, T_GAP]
-            is_col = tab[cmd, T_COL] != 0
-            while k < count:
-                tn = t + gap
-                if refresh_on and tn >= chs[ch, C_DUE]:
-                    break
-                issue(ch, cmd, bank, row, col + k, tn, release)
-                if is_col:
-                    chs[ch, C_HITS] += 1
-                t = tn
-                k += 1
+        """`count` commands `cmd` at consecutive columns; the latest completion cycle.
+
+        After each fully timed command, the commands that follow it one self-gap apart and
+        before the next refresh falls due are issued in O(1): only the last one's issue cycle
+        is state. A recorded run times them one by one."""
+        k = 0
+        t = 0
+        # a recorded run times every command (the shortcut's own oracle, to the cycle)
+        shortcut = fast and tab[cmd, T_BURST] != 0 and g[G_RECON] == 0
+        gap = tab[cmd, T_GAP]
+        is_col = tab[cmd, T_COL] != 0
         while k < count:
             t = command(ch, cmd, bank, row, col + k, release)
             k += 1
+            if not shortcut or k >= count:
+                continue
+            n = count - k
+            if refresh_on:
+                room = (chs[ch, C_DUE] - 1 - t) // gap
+                if room < n:
+                    n = room
+            if n <= 0:
+                continue
+            t += n * gap
+            all_target = tab[cmd, T_ALL] != 0
+            last[ch, cmd, i_chan] = t
+            if all_target:
+                last[ch, cmd, i_all] = t
+            else:
+                last[ch, cmd, bank] = t
+                last[ch, cmd, nb + bank // bpg] = t
+            chs[ch, C_LAST] = t
+            account(ch, cmd, t - (n - 1) * gap, t + tab[cmd, T_DONE], n)
+            if is_col:
+                chs[ch, C_HITS] += n
+                run[ch, U_HITS] += n
+            k += n
         return t + tab[cmd, T_DONE]
 
     def close_all(ch, release):
@@ -238,37 +362,103 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, n_cha
             done = t + tab[c_pre_all, T_DONE]
         return done
 
+    # ---- buffers of this call (preallocated by the caller, reused across calls)
+    touched = touch
+    n_ops = 0
     for i in range(prog.shape[0]):
-        op = prog[i, F_OP]
-        mask = prog[i, F_CHMASK]
-        release = g[G_FRONT]
-        done_max = release
+        touched |= prog[i, F_CHMASK]
+        if prog[i, F_OPID] >= n_ops:
+            n_ops = prog[i, F_OPID] + 1
+    if want_ops and n_ops > opstat.shape[0]:  # before any state changes: the caller grows the buffers
+        g[G_ERR] = ERR_NEED_OPS
+        g[G_ERRV] = n_ops
+        return
+    g[G_NOPS] = n_ops
+    for k in range(n_ops if want_ops else 0):
+        opstat[k, 0] = -1
+        opstat[k, 1] = -1
+        for c in range(n_cmd):
+            opcnt[k, c] = 0
+    for k in range(istat.shape[0]):
+        istat[k, 0] = -1
+        istat[k, 1] = -1
+    for ch in range(n_channels):
+        for k in range(N_RUN):
+            run[ch, k] = 0
+        for c in range(n_cmd):
+            ucounts[ch, c] = 0
+
+    # ---- start: per-channel front ends and refresh that fell due while the channel was idle
+    if start < 0:
+        start = 0
+        for ch in range(n_channels):
+            if (touched >> ch) & 1 and chs[ch, C_FINISH] > start:
+                start = chs[ch, C_FINISH]
+    for ch in range(n_channels):
+        if (touched >> ch) & 1 and chs[ch, C_FRONT] > start:
+            g[G_ERR] = ERR_START_BEFORE_FRONT
+            g[G_ERRV] = ch
+            return
+    g[G_START] = start
+    g[G_RUN_FINISH] = start
+    for ch in range(n_channels):
+        run[ch, U_FINISH] = start
+        run[ch, U_FIRST] = -1
+        if (touched >> ch) & 1 == 0:
+            continue
+        chs[ch, C_FRONT] = start
+        while refresh_on and chs[ch, C_DUE] < start:
+            do_refresh(ch, False, OWNER_IDLE)
+
+    # ---- the program, instruction by instruction; one more step closes the rows of the
+    #      channels it touched (a single call site of each closure keeps the core small)
+    g[G_OWNER] = OWNER_PROGRAM
+    n_instr = prog.shape[0]
+    for i in range(n_instr + 1):
+        if i < n_instr:
+            op = prog[i, F_OP]
+            mask = prog[i, F_CHMASK]
+            flags = prog[i, F_FLAGS]
+            g[G_OPID] = prog[i, F_OPID]
+        else:
+            if not close_rows:
+                break
+            op = OP_PRECHARGE
+            mask = touched
+            flags = 0  # the closing precharge is recorded as one past the last instruction
+        g[G_INSTR] = i
+        g[G_IDONE] = -1
         for ch in range(n_channels):
             if (mask >> ch) & 1 == 0:
                 continue
+            release = chs[ch, C_FRONT]
             if op == OP_COLUMN or op == OP_SIMPLE:
-                d = burst(ch, prog[i, F_CMD], prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL], prog[i, F_COUNT], release)
-                if d > done_max:
-                    done_max = d
+                burst(ch, prog[i, F_CMD], prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL], prog[i, F_COUNT], release)
             elif op == OP_RAW:
-                # exactly the user's commands: no refresh is inserted inside a raw stream
+                # exactly the user's commands; refresh only when the postponement bound is reached,
+                # re-opening the rows that were open so the user's stream stays legal
                 cmd = prog[i, F_CMD]
                 for k in range(prog[i, F_COUNT]):
                     t = earliest(ch, cmd, prog[i, F_BANK], release)
+                    while refresh_on and owed(ch, t) > max_owed:
+                        do_refresh(ch, True, OWNER_REFRESH)
+                        t = earliest(ch, cmd, prog[i, F_BANK], release)
                     issue(ch, cmd, prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL] + k, t, release)
-                    d = t + tab[cmd, T_DONE]
-                    if d > done_max:
-                        done_max = d
             elif op == OP_PRECHARGE:
-                d = close_all(ch, release)
-                if d > done_max:
-                    done_max = d
-            elif op == OP_BARRIER:
-                if chs[ch, C_FINISH] > done_max:
-                    done_max = chs[ch, C_FINISH]
-        if op == OP_BARRIER or (prog[i, F_FLAGS] & FLAG_BLOCKING) != 0:
-            if done_max > g[G_FRONT]:
-                g[G_FRONT] = done_max
+                close_all(ch, release)
+        if op == OP_BARRIER:
+            f = -1
+            for ch in range(n_channels):
+                if (mask >> ch) & 1 and chs[ch, C_FINISH] > f:
+                    f = chs[ch, C_FINISH]
+            for ch in range(n_channels):
+                if (mask >> ch) & 1 and f > chs[ch, C_FRONT]:
+                    chs[ch, C_FRONT] = f
+        elif (flags & FLAG_BLOCKING) != 0:
+            d = g[G_IDONE]
+            for ch in range(n_channels):
+                if (mask >> ch) & 1 and d > chs[ch, C_FRONT]:
+                    chs[ch, C_FRONT] = d
 
 
 # --------------------------------------------------------------------------- Python surface
@@ -279,23 +469,34 @@ def _validate_program(prog: np.ndarray, std: CompiledStandard, cfg: HardwareConf
     if prog.ndim != 2 or prog.shape[1] != N_FIELDS:
         raise ValueError(f"program must be an [n, {N_FIELDS}] int64 array, got shape {prog.shape}")
     if len(prog) == 0:
-        return
+        raise ValueError("empty program: there is nothing to time")
     d = cfg.dram
     op = prog[:, F_OP]
     bad = ~np.isin(op, [OP_COLUMN, OP_SIMPLE, OP_PRECHARGE, OP_BARRIER, OP_RAW])
-    _fail_if(bad, prog, "unknown opcode")
+    _fail_if(bad, prog, f"unknown opcode; expected one of {sorted(OP_NAMES.items())}")
     mask = prog[:, F_CHMASK]
-    _fail_if((mask <= 0) | ((mask >> d.channels) != 0), prog, f"channel mask must select channels 0..{d.channels - 1}")
+    _fail_if((mask <= 0) | ((mask >> d.channels) != 0), prog,
+             f"channel mask must select channels 0..{d.channels - 1} (bits 0..{d.channels - 1})")
+    _fail_if((prog[:, F_OPID] < 0) | (prog[:, F_OPID] > MAX_OPID), prog, f"op id out of range 0..{MAX_OPID}")
     work = (op == OP_COLUMN) | (op == OP_SIMPLE) | (op == OP_RAW)
     cmd = prog[:, F_CMD]
     n_cmd = len(std.command_names)
-    _fail_if(work & ((cmd < 0) | (cmd >= n_cmd)), prog, "unknown command id")
+    _fail_if(work & ((cmd < 0) | (cmd >= n_cmd)), prog,
+             f"unknown command id; standard '{std.name}' has ids 0..{n_cmd - 1}")
     _fail_if(work & (prog[:, F_COUNT] < 1), prog, "count must be >= 1")
     safe = np.clip(cmd, 0, n_cmd - 1)
     col = work & (std.is_column[safe] | ((op == OP_RAW) & std.opens_row[safe]))
     _fail_if((op == OP_COLUMN) & ~std.is_column[safe], prog, "OP_COLUMN needs a column command")
     _fail_if((op == OP_SIMPLE) & (std.is_column[safe] | std.opens_row[safe] | std.closes_row[safe]), prog,
              "OP_SIMPLE takes commands that touch no row")
+    owned = (op == OP_SIMPLE) & (std.is_refresh[safe] | (safe == std.cmd_mode))
+    if owned.any():
+        i = int(np.flatnonzero(owned)[0])
+        name = std.command_names[int(cmd[i])]
+        what = "refresh" if std.is_refresh[int(cmd[i])] else "register/memory mode changes"
+        raise ValueError(f"instruction {i} {prog[i].tolist()}: command {name} is issued by the controller "
+                         f"({what}); a program cannot ask for it with OP_SIMPLE (OP_RAW times an exact "
+                         f"command stream)")
     row = prog[:, F_ROW]
     storage_row_bad = (row < 0) | ((row >= d.rows_per_bank) & (row < PSEUDO_ROW_BASE)) | (row >= 2 * PSEUDO_ROW_BASE)
     _fail_if(col & storage_row_bad, prog, f"row out of range 0..{d.rows_per_bank - 1}")
@@ -328,25 +529,54 @@ def _self_gap(std: CompiledStandard) -> tuple[np.ndarray, np.ndarray]:
     gap = np.array([std.self_gap(c) for c in range(n)], np.int64)
     in_window = (std.win_member & std.win_applies).any(axis=0)
     ok = ~std.opens_row & ~std.closes_row & ~std.is_refresh & ~in_window
+    ok &= np.arange(n) != std.cmd_mode
     return gap, ok
 
 
-@dataclass
-class EngineResult:
-    """Outcome of one `Engine.run`: cycles, command counts, row-buffer hits, optional schedule."""
+MAX_OPID = (1 << 31) - 1
+_NO_REC = np.zeros((0, N_REC), np.int64)
+_NO_STAT = np.zeros((0, 2), np.int64)
 
-    start_cycle: int
-    finish_cycle: int  # latest issue + done over the commands this run issued (start if none)
-    channel_finish: np.ndarray  # per channel: the cycle everything issued so far has completed
-    counts: np.ndarray  # [channels, commands] commands issued during this run
-    command_names: tuple[str, ...]
-    row_hits: np.ndarray
-    row_misses: np.ndarray
-    tck_ns: float
-    schedule: np.ndarray | None = field(default=None, repr=False)
+
+class EngineResult:
+    """Outcome of one `Engine.run`. Per-run figures are for this run alone; refresh that fell
+    due while a channel was idle before the run is reported apart (`idle_refreshes`).
+
+    start_cycle     the cycle the program was handed to the controller
+    finish_cycle    completion (issue + done) of the run's own last command; refresh excluded
+    counts          [channels, commands] commands of this run (refresh during the run included)
+    per channel     channel_finish, first_issue (-1: none), row_hits, row_misses, refreshes,
+                    refresh_cycles (refreshes x nRFC), idle_refreshes
+    per op id       op_first_issue (-1: none), op_finish, op_counts [ops, commands]
+    per instruction instr_first_issue, instr_finish (with instr_times=True)
+    schedule        with record=True: every command (SCHEDULE_DTYPE)
+    """
+
+    __slots__ = ("start_cycle", "finish_cycle", "counts", "command_names", "tck_ns", "nrfc", "_run",
+                 "_opstat", "op_counts", "_istat", "schedule")
+
+    def __init__(self, start_cycle, finish_cycle, counts, command_names, tck_ns, nrfc, run, opstat, opcnt,
+                 istat, schedule):
+        self.start_cycle, self.finish_cycle, self.counts = start_cycle, finish_cycle, counts
+        self.command_names, self.tck_ns, self.nrfc, self._run = command_names, tck_ns, nrfc, run
+        self._opstat, self.op_counts, self._istat, self.schedule = opstat, opcnt, istat, schedule
+
+    channel_finish = property(lambda self: self._run[:, U_FINISH])
+    first_issue = property(lambda self: self._run[:, U_FIRST])
+    row_hits = property(lambda self: self._run[:, U_HITS])
+    row_misses = property(lambda self: self._run[:, U_MISSES])
+    refreshes = property(lambda self: self._run[:, U_REFS])
+    idle_refreshes = property(lambda self: self._run[:, U_IDLE_REFS])
+    refresh_cycles = property(lambda self: self._run[:, U_REFS] * self.nrfc)
+    op_first_issue = property(lambda self: self._opstat[:, 0])
+    op_finish = property(lambda self: self._opstat[:, 1])
+    instr_first_issue = property(lambda self: None if self._istat is None else self._istat[:, 0])
+    instr_finish = property(lambda self: None if self._istat is None else self._istat[:, 1])
 
     @property
     def cycles(self) -> int:
+        """finish_cycle - start_cycle: from the cycle the program was handed over to the completion
+        of its own last command (refresh completion excluded)."""
         return self.finish_cycle - self.start_cycle
 
     @property
@@ -357,13 +587,20 @@ class EngineResult:
         tot = self.counts.sum(axis=0)
         return {n: int(c) for n, c in zip(self.command_names, tot) if c}
 
-    def row_hit_rate(self) -> float:
+    def row_hit_rate(self) -> float | None:
+        """Column accesses served by an open row over all column accesses (None if there were none)."""
         h, m = int(self.row_hits.sum()), int(self.row_misses.sum())
-        return h / (h + m) if h + m else float("nan")
+        return h / (h + m) if h + m else None
+
+    def op_ids(self) -> np.ndarray:
+        """Op ids that issued at least one command in this run."""
+        return np.flatnonzero(self.op_first_issue >= 0)
 
 
 class Engine:
-    """Per-channel DRAM/PIM timing with persistent bank state; runs are resumable."""
+    """Per-channel DRAM/PIM timing with persistent bank state and per-channel front ends; runs
+    are resumable, and a snapshot lets a caller time an alternative without disturbing the
+    real timeline."""
 
     def __init__(self, cfg: HardwareConfig, refresh: bool | None = None, fast: bool = True):
         self.cfg = cfg
@@ -395,12 +632,17 @@ class Engine:
         par[P_NREFI] = std.timing.get("nREFI", 1 << 40)
         par[P_REFRESH], par[P_FAST], par[P_NWIN] = self.refresh, fast, n_win
         par[P_WMAX] = int(std.win_size.max())
+        par[P_MAX_OWED] = MAX_POSTPONED_REFRESHES
         self.par = par
+        self.n_cmd = n_cmd
+        self.n_channels = d.channels
+        self.tck_ns = d.tck_ns
+        self.nrfc = int(std.timing.get("nRFC", 0))
         self.reset()
 
     def reset(self) -> None:
         """An idle device: all banks precharged, memory mode, first refresh due at nREFI."""
-        d, n_cmd = self.cfg.dram, len(self.std.command_names)
+        d, n_cmd = self.cfg.dram, self.n_cmd
         c, b, g = d.channels, d.banks_per_channel, d.bank_groups
         self.last = np.full((c, n_cmd, b + g + 2), NEVER, np.int64)
         chs = np.zeros((c, N_CHS), np.int64)
@@ -413,66 +655,144 @@ class Engine:
         self.counts = np.zeros((c, n_cmd), np.int64)
         wmax = int(self.par[P_WMAX])
         self.ring = np.zeros((c, self.win.shape[0], wmax + 2), np.int64)
-        self.g = np.zeros(4, np.int64)
+        self.g = np.zeros(N_G, np.int64)
+        self._runbuf = np.zeros((c, N_RUN), np.int64)
+        self._ucounts = np.zeros((c, n_cmd), np.int64)
+        self._opstat = np.empty((64, 2), np.int64)
+        self._opcnt = np.empty((64, n_cmd), np.int64)
 
+    # ---- state a caller may read
     @property
     def now(self) -> int:
-        """The cycle at which everything issued so far has completed."""
-        return int(max(self.chs[:, C_FINISH].max(), self.g[G_FRONT]))
+        """The cycle at which every non-refresh command issued so far has completed."""
+        return int(self.chs[:, C_FINISH].max())
 
+    @property
+    def channel_finish(self) -> np.ndarray:
+        """Per channel, cumulative: when every non-refresh command issued so far has completed."""
+        return self.chs[:, C_FINISH].copy()
+
+    @property
+    def front(self) -> np.ndarray:
+        """Per channel: the release time left by blocking instructions and barriers."""
+        return self.chs[:, C_FRONT].copy()
+
+    @property
+    def total_counts(self) -> np.ndarray:
+        """[channels, commands] every command issued since reset, idle refreshes included."""
+        return self.counts.copy()
+
+    def active_cycles(self, until: int) -> np.ndarray:
+        """Per channel: cycles in [0, until) with at least one bank open (for background power)."""
+        chs = self.chs
+        open_now = chs[:, C_NOPEN] > 0
+        return chs[:, C_ACTIVE] + np.where(open_now, np.maximum(until - chs[:, C_OPEN_SINCE], 0), 0)
+
+    def snapshot(self) -> tuple:
+        """A copy of the whole device state; `restore` puts it back."""
+        return tuple(a.copy() for a in (self.last, self.chs, self.orow, self.counts, self.ring))
+
+    def restore(self, state: tuple) -> None:
+        for dst, src in zip((self.last, self.chs, self.orow, self.counts, self.ring), state):
+            dst[...] = src
+
+    # ---- running
     def warm_up(self) -> None:
         """Load the compiled core (numba's disk cache, or compile) outside any timed region."""
-        self._exec(np.zeros((0, N_FIELDS), np.int64), tuple(a.copy() for a in self._state()), np.zeros((0, 7), np.int64))
+        saved = self.snapshot()
+        self._exec(np.zeros((0, N_FIELDS), np.int64), _NO_REC, 0, False, 0, False, False, 0)
+        self.restore(saved)
 
-    def _state(self) -> tuple:
-        return self.last, self.chs, self.orow, self.counts, self.ring, self.g
-
-    def _exec(self, prog: np.ndarray, state: tuple, rec: np.ndarray) -> None:
-        last, chs, orow, counts, ring, g = state
-        _run(self.par, self.tab, self.rows, self.win, last, chs, orow, counts, ring, g, rec, prog,
-             self.cfg.dram.channels)
+    def _exec(self, prog, rec, start, close_rows, touch, want_ops, want_instr, rec_cap):
+        """One kernel call on the engine's reusable buffers (grown when a program has more op ids)."""
+        istat = np.empty((len(prog), 2), np.int64) if want_instr else _NO_STAT
+        # fresh per call (the result keeps them; the kernel zeroes them)
+        self._runbuf = np.empty((self.n_channels, N_RUN), np.int64)
+        self._ucounts = np.empty((self.n_channels, self.n_cmd), np.int64)
+        g = self.g
+        while True:
+            g[G_ERR] = 0
+            g[G_RECN] = 0
+            g[G_RECON] = 1 if rec_cap else 0
+            g[G_RECCAP] = rec_cap
+            _run(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts, self.ring,
+                 g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT, self._opcnt,
+                 istat, self.n_channels, start, close_rows, touch)
+            g[G_RECON] = 0
+            if g[G_ERR] != ERR_NEED_OPS:
+                return istat
+            n = max(int(g[G_ERRV]), 2 * len(self._opstat))
+            self._opstat = np.empty((n, 2), np.int64)
+            self._opcnt = np.empty((n, self.n_cmd), np.int64)
 
     def run(self, prog: np.ndarray, *, record: bool = False, close_rows: bool = True,
-            start_cycle: int | None = None) -> EngineResult:
-        """Time `prog` from the current state; `start_cycle` holds the front end until then."""
-        prog = np.ascontiguousarray(prog, dtype=np.int64)
-        _validate_program(prog, self.std, self.cfg)
-        if close_rows:
-            tail = np.array([[OP_PRECHARGE, (1 << self.cfg.dram.channels) - 1, -1, ALL_BANKS, -1, 0, 1, 0, 0]], np.int64)
-            prog = np.concatenate([prog, tail])
-        start = self.now if start_cycle is None else int(start_cycle)
-        self.g[G_FRONT] = max(self.g[G_FRONT], start)
-        self.g[G_RUN_FINISH] = start
-        counts0 = self.counts.copy()
-        hits0, miss0 = self.chs[:, C_HITS].copy(), self.chs[:, C_MISSES].copy()
-        schedule = None
-        no_rec = np.zeros((0, 7), np.int64)
-        if record:
-            dry = tuple(a.copy() for a in self._state())
-            self._exec(prog, dry, no_rec)
-            n = int((dry[3] - counts0).sum())
-            rec = np.zeros((n, 7), np.int64)
-            self.g[G_RECON], self.g[G_RECN] = 1, 0
-            try:
-                self._exec(prog, self._state(), rec)
-            finally:
-                self.g[G_RECON] = 0
-            schedule = np.zeros(n, SCHEDULE_DTYPE)
-            for col, name in enumerate(("cmd", "channel", "bank", "row", "col", "cycle", "release")):
-                schedule[name] = rec[:, col]
+            start_cycle: int | None = None, command_names: tuple[str, ...] | None = None,
+            validate: bool = True, instr_times: bool = False, op_stats: bool = True) -> EngineResult:
+        """Time `prog` from the current state.
+
+        `start_cycle` is the cycle the program is handed to the controller: every channel it
+        touches takes its first command no earlier, and it may not be earlier than a touched
+        channel's front end (an error). None: when every command already issued to the touched
+        channels has completed. `cycles` counts from it. `command_names`, when given, must be
+        the engine's own command table (ids are meaningless under another). `validate=False`
+        trusts the program (a compiler's output validated once)."""
+        if command_names is not None and command_names != self.std.command_names \
+                and tuple(command_names) != self.std.command_names:
+            raise ValueError(f"program was built for a command table {tuple(command_names)}, but this engine's "
+                             f"standard '{self.std.name}' has {self.std.command_names}")
+        if prog.dtype != np.int64 or not prog.flags.c_contiguous:
+            prog = np.ascontiguousarray(prog, dtype=np.int64)
+        if validate:
+            _validate_program(prog, self.std, self.cfg)
+        if start_cycle is None:
+            start = -1
+        elif start_cycle < 0:
+            raise ValueError(f"start_cycle {start_cycle} < 0")
         else:
-            self._exec(prog, self._state(), no_rec)
-        return EngineResult(
-            start_cycle=start,
-            finish_cycle=int(self.g[G_RUN_FINISH]),
-            channel_finish=self.chs[:, C_FINISH].copy(),
-            counts=self.counts - counts0,
-            command_names=self.std.command_names,
-            row_hits=self.chs[:, C_HITS] - hits0,
-            row_misses=self.chs[:, C_MISSES] - miss0,
-            tck_ns=self.cfg.dram.tck_ns,
-            schedule=schedule,
-        )
+            start = int(start_cycle)
+        schedule = None
+        if record:
+            saved = self.snapshot()
+            cap = self._record_bound(prog)
+            rec = np.zeros((cap, N_REC), np.int64)
+            istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, cap)
+            n = int(self.g[G_RECN])
+            if n > cap:  # more refreshes than the bound foresaw: time it again with room for all
+                self.restore(saved)
+                rec = np.zeros((n, N_REC), np.int64)
+                istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, n)
+            schedule = np.zeros(n, SCHEDULE_DTYPE)
+            for col, name in enumerate(SCHEDULE_DTYPE.names):
+                schedule[name] = rec[:n, col]
+        else:
+            istat = self._exec(prog, _NO_REC, start, close_rows, 0, op_stats, instr_times, 0)
+        g = self.g
+        if g[G_ERR] == ERR_START_BEFORE_FRONT:
+            ch = int(g[G_ERRV])
+            raise ValueError(f"start_cycle {start} is earlier than channel {ch}'s front end "
+                             f"(cycle {int(self.chs[ch, C_FRONT])}, left by a blocking instruction or barrier)")
+        n_ops = int(g[G_NOPS]) if op_stats else 0
+        return EngineResult(int(g[G_START]), int(g[G_RUN_FINISH]), self._ucounts, self.std.command_names,
+                            self.tck_ns, self.nrfc, self._runbuf, self._opstat[:n_ops].copy(),
+                            self._opcnt[:n_ops].copy(), istat if instr_times else None, schedule)
+
+    def _record_bound(self, prog: np.ndarray) -> int:
+        """Commands a run can issue at most, refresh aside: each column/simple command may need a
+        mode change, a precharge and an activate first; plus room for a few refreshes."""
+        per_ch = np.array([int(m).bit_count() for m in prog[:, F_CHMASK]], np.int64)
+        work = np.where(np.isin(prog[:, F_OP], [OP_COLUMN, OP_SIMPLE, OP_RAW]), prog[:, F_COUNT], 1)
+        return int((per_ch * (work + 3)).sum()) + 64 * self.cfg.dram.channels
+
+    def settle(self, until: int) -> np.ndarray:
+        """Issue, on every channel, the refreshes that fall due before `until` while it is idle
+        (at the end of a timeline, so refresh energy is complete); their count per channel."""
+        empty = np.zeros((0, N_FIELDS), np.int64)
+        done = np.zeros(self.cfg.dram.channels, np.int64)
+        for ch in range(self.cfg.dram.channels):
+            st = max(int(until), int(self.chs[ch, C_FRONT]))
+            self._exec(empty, _NO_REC, st, False, 1 << ch, False, False, 0)
+            done[ch] = self._runbuf[ch, U_IDLE_REFS]
+        return done
 
 
 def run_program(cfg: HardwareConfig, prog: np.ndarray, *, refresh: bool | None = None, record: bool = False,

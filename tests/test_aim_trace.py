@@ -25,8 +25,10 @@ from sim.aim_trace import (
     parse_trace,
     trace_to_program,
 )
+from sim.checker import assert_schedule_ok
 from sim.config import load_config
 from sim.dram_spec import compile_standard
+from sim.engine import Engine
 
 DATA = Path(__file__).parent / "data" / "aim"
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +127,20 @@ def test_whole_trace_is_the_concatenation(cfg, std):
     got = load_aim_trace(text, cfg)
     assert got.dtype == np.int64 and got.shape == (len(want), 9)
     assert got.tolist() == want
+
+
+@pytest.mark.parametrize("refresh", [False, True])
+def test_every_isr_kind_runs_to_a_schedule_the_checker_accepts(refresh):
+    """The trace of every ISR kind, five times over, timed by the engine: the independent checker
+    (its own reading of the standard, releases and expected commands from the program) accepts
+    the schedule; with nREFI 500 refresh falls due inside the trace."""
+    cfg = load_config("aim-32ch", {"dram.timing.nREFI": 500})
+    std = compile_standard(cfg)
+    text = "\n".join(line for line, _ in expected_rows(std) if "EOC" not in line) + "\n"
+    prog = load_aim_trace(text * 5, cfg)
+    res = Engine(cfg, refresh=refresh).run(prog, record=True)
+    assert_schedule_ok(res.schedule, cfg, prog, refresh=refresh, close_rows=True)
+    assert (res.command_totals().get("REFab", 0) > 0) == refresh
 
 
 def test_parsed_fields(cfg):

@@ -149,6 +149,9 @@ def _from_path(path: Path, spec: ModelSpec | None) -> tuple[ModelSpec, dict, Tok
             _check_same_shapes(spec, found, str(path))
         spec = spec or found
         return spec, W.load_hf_weights(path, spec), _hf_tokenizer(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        raise W.WeightsError(f"{path}: a single .safetensors file holds no model configuration; give the "
+                             "Hugging Face directory that holds it with config.json (and tokenizer.json)")
     if path.suffix == ".gguf" or path.is_file():
         found, params, tokenizer = _from_gguf(path, spec.name if spec else None)
         if spec is not None:
@@ -177,6 +180,8 @@ def load_model(name_or_path: str | Path, weights: str | Path | dict = "auto", *,
             raise SpecError(f"unknown model {text!r}: not a built-in name ({', '.join(builtin_names())}), "
                             "nor an existing .yaml file, .gguf file or Hugging Face directory")
         if isinstance(weights, str) and weights == "random":
+            if path.suffix == ".safetensors" and path.is_file():
+                _from_path(path, None)  # the error that names the file and says what to give instead
             spec = W.read_hf_config(path) if path.is_dir() else W.spec_from_gguf(W.open_gguf(path), path.stem, text)
             return Model(spec, W.random_weights(spec, seed), source=f"random(seed={seed})")
         if not (isinstance(weights, str) and weights == "auto"):

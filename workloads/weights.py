@@ -66,29 +66,68 @@ def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(F32)
 
 
+SAFETENSORS_MAX_HEADER = 100 << 20  # the format's own bound on the JSON header (100 MB)
+GGUF_MAGIC = b"GGUF"
+
+
 def _safetensors_header(path: Path) -> tuple[int, dict]:
-    """(data offset, header) per the safetensors layout: u64 length, then a JSON header."""
+    """(data offset, header) per the safetensors layout: u64 length, then a JSON header.
+
+    Checked by hand so a bad file is reported by name with what is wrong (the library's own
+    errors name neither the file nor the cause)."""
+    size = path.stat().st_size
     with path.open("rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        return 8 + length, json.loads(f.read(length))
+        head = f.read(8)
+        if len(head) < 8:
+            raise WeightsError(f"{path}: truncated or not a safetensors file: {size} bytes, fewer than the "
+                               "8-byte header length that starts a safetensors file")
+        (length,) = struct.unpack("<Q", head)
+        first = f.read(1)
+        if first != b"{" or length > SAFETENSORS_MAX_HEADER:
+            what = "a GGUF file, not safetensors" if head[:4] == GGUF_MAGIC else "not a safetensors file"
+            raise WeightsError(f"{path}: {what}: a safetensors file starts with an 8-byte header length "
+                               "followed by a JSON header ('{')")
+        if 8 + length > size:
+            raise WeightsError(f"{path}: truncated safetensors file: the header needs {8 + length} bytes, "
+                               f"the file has {size}")
+        try:
+            header = json.loads(first + f.read(length - 1))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise WeightsError(f"{path}: not a safetensors file: its header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: not a safetensors file: its header is not a JSON object")
+    data_bytes = size - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise WeightsError(f"{path}: not a valid safetensors file: tensor {name!r} has no data_offsets [begin, end]")
+        if offsets[1] > data_bytes:
+            raise WeightsError(f"{path}: truncated safetensors file: tensor {name!r} ends at byte {offsets[1]} "
+                               f"of the data, but the file holds {data_bytes} bytes of data")
+    return 8 + length, header
 
 
 def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     """All tensors of one safetensors file as fp32 (bf16 widened by hand: numpy has no bf16)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"safetensors file {str(path)!r} does not exist")
+    data_offset, header = _safetensors_header(path)
     tensors, bf16 = {}, []
-    with safe_open(str(path), framework="numpy") as f:
-        for name in f.keys():
-            if f.get_slice(name).get_dtype() == "BF16":
-                bf16.append(name)
-            else:
-                tensors[name] = f.get_tensor(name).astype(F32, copy=False)
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            for name in f.keys():
+                if f.get_slice(name).get_dtype() == "BF16":
+                    bf16.append(name)
+                else:
+                    tensors[name] = f.get_tensor(name).astype(F32, copy=False)
+    except (SafetensorError, OSError, ValueError, TypeError) as err:
+        raise WeightsError(f"{path}: not a readable safetensors file: {err}") from None
     if bf16:
-        data_offset, header = _safetensors_header(path)
         raw = np.memmap(path, dtype=np.uint8, mode="r")
         for name in bf16:
             start, end = header[name]["data_offsets"]
@@ -250,10 +289,16 @@ def open_gguf(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"GGUF file {str(path)!r} does not exist")
+    with path.open("rb") as f:
+        magic = f.read(len(GGUF_MAGIC))
+    if magic != GGUF_MAGIC:
+        hint = (" (it is a .safetensors file: give the Hugging Face directory that holds it with config.json)"
+                if path.suffix == ".safetensors" else "")
+        raise WeightsError(f"{path}: not a GGUF file: it does not start with {GGUF_MAGIC!r}{hint}")
     try:
         return GGUFReader(str(path))
     except Exception as err:  # the reader raises bare ValueError/struct errors on bad files
-        raise WeightsError(f"{path}: not a readable GGUF file: {err}") from None
+        raise WeightsError(f"{path}: not a readable GGUF file (truncated or damaged?): {err}") from None
 
 
 def spec_from_gguf(reader, name: str, origin: str) -> ModelSpec:

@@ -1,0 +1,47 @@
+"""Token generation with full cycle-level timing (refresh on): wall time per simulated token.
+
+For each model: prompt 1, then `--tokens` generated tokens on pim-gpt.yaml in overlap mode, every
+step timed in full. One line per model:
+
+    model=gpt2-xl tokens=1024 wall_s=<n> peak_rss_mb=<n> sim_latency_ms_per_token=<n> pim_only_ms=<n> floor_ms=<n> bound_ms=<n>
+
+    python bench/generate.py [--tokens 1024] [--models gpt2-xl,...|paper] [--hw pim-gpt]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+from sim.compose import simulate
+
+PAPER_MODELS = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-small", "gpt3-medium", "gpt3-large",
+                "gpt3-xl")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=1024, help="generated tokens per model (default 1024)")
+    ap.add_argument("--models", default="gpt2-xl", help="comma-separated names, or 'paper' for all 8 paper models")
+    ap.add_argument("--hw", default="pim-gpt")
+    a = ap.parse_args()
+    models = PAPER_MODELS if a.models == "paper" else tuple(a.models.split(","))
+    simulate(models[0], a.hw, prompt_len=1, gen_len=0)  # load the compiled engine outside the timing
+    total = 0.0
+    for m in models:
+        t0 = time.perf_counter()
+        g = simulate(m, a.hw, prompt_len=1, gen_len=a.tokens)
+        wall = time.perf_counter() - t0
+        total += wall
+        s = g.summary
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"model={m} tokens={a.tokens} wall_s={wall:.1f} peak_rss_mb={rss:.0f} "
+              f"sim_latency_ms_per_token={s['latency_s_per_token_mean'] * 1e3:.4f} "
+              f"pim_only_ms={s['pim_only_s_per_token'] * 1e3:.4f} floor_ms={s['row_pass_floor_s_per_token'] * 1e3:.4f} "
+              f"bound_ms={s['bound_s_per_token'] * 1e3:.4f}", flush=True)
+    if len(models) > 1:
+        print(f"models={len(models)} tokens={a.tokens} total_wall_s={total:.1f}")
+
+
+if __name__ == "__main__":
+    main()

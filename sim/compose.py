@@ -1,0 +1,185 @@
+"""Token generation on the system model: the composition root that wires workloads (model
+shapes), mapping (compiled decode steps) and sim (timing, energy) together.
+
+Besides `sim/cli.py`, this is the only sim module that imports `mapping`; the rest of sim sees
+Programs only (hw_configs/program.py).
+
+Following the paper, the prompt is processed one token at a time: every position 0 .. prompt +
+generated - 1 is one decode step with the KV cache holding the positions before it. Every step
+is timed in full (every PIM op in the engine, refresh on unless turned off); nothing is reused
+across steps except the compiled position-independent part of the Program.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sim.config import ConfigError, HardwareConfig, load_config
+from sim.derived import derived_figures
+from sim.engine import Engine
+from sim.results import project_version
+from sim.system.model import MODES, StepResult, SystemModel
+
+BREAKDOWN_TAGS = ("embedding", "norms", "qkv", "kv_write", "attention_scores", "softmax", "attention_context",
+                  "out_proj", "residual", "mlp", "lm_head", "reductions", "data_movement", "sampling", "refresh",
+                  "idle")
+
+
+@dataclass
+class TokenRecord:
+    position: int
+    cycles: int
+    latency_s: float
+    energy_j: float
+    pim_only_cycles: int
+    floor_cycles: float
+    bound_s: float
+
+
+@dataclass
+class Generation:
+    """Everything one `simulate` call measured, and the configuration that produced it."""
+
+    config: dict
+    tokens: list[TokenRecord]
+    steps: list[StepResult] = field(repr=False)
+    summary: dict
+
+    def to_json(self) -> dict:
+        return {"version": project_version(), "config": self.config,
+                "tokens": [{"position": t.position, "latency_s": t.latency_s, "energy_j": t.energy_j,
+                            "cycles": t.cycles} for t in self.tokens],
+                "summary": self.summary}
+
+
+def _row_pass_cycles(cfg: HardwareConfig) -> int:
+    figs = {f.name: f.value for f in derived_figures(cfg)}
+    return int(figs["row_pass_cycles"])
+
+
+def _peak_internal_bytes_per_s(cfg: HardwareConfig) -> float:
+    figs = {f.name: f.value for f in derived_figures(cfg)}
+    return figs["peak_internal_bandwidth"] * 1e9
+
+
+def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None):
+    """(ModelSpec, HardwareConfig) from names or files."""
+    from workloads import get_spec
+
+    cfg = hw if isinstance(hw, HardwareConfig) else load_config(hw, overrides)
+    return get_spec(model), cfg
+
+
+def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int = 8, gen_len: int = 32,
+             mode: str = "overlap", strategy: str = "pim-gpt", overrides: dict | None = None,
+             refresh: bool | None = None, progress: bool = False) -> Generation:
+    """Time every prompt and generated token of `model` on `hw`; per-token latency and energy."""
+    from mapping.compile import compiler_for
+
+    if mode not in MODES:
+        raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
+    if prompt_len < 1 or gen_len < 0:
+        raise ConfigError("--prompt-len", "prompt_len", f"need prompt_len >= 1 and gen_len >= 0, got {prompt_len}, {gen_len}")
+    spec, cfg = resolve(model, hw, overrides)
+    context = prompt_len + gen_len
+    if context > spec.max_context:
+        raise ConfigError("--gen-len", "gen_len", f"prompt {prompt_len} + generated {gen_len} = {context} positions "
+                                                  f"exceeds {spec.name}'s context of {spec.max_context}; "
+                                                  f"at most {spec.max_context - prompt_len} tokens can be generated")
+    compiler = compiler_for(spec, cfg, strategy, context)  # placement: capacity errors happen here
+    system = SystemModel(cfg, mode=mode, refresh=refresh)
+    pim_only = Engine(cfg, refresh=refresh)
+    row_pass = _row_pass_cycles(cfg)
+    peak_bw = _peak_internal_bytes_per_s(cfg)
+    t = cfg.dram.timing
+    refresh_on = system.engine.refresh
+    refresh_factor = t["nREFI"] / (t["nREFI"] - t["nRFC"]) if refresh_on else 1.0
+    weight_bytes = spec.matmul_weight_bf16_bytes
+    kv_per_pos = spec.kv_bytes_per_position
+    act16 = system.engine.std.cmd("ACT16")
+    tck = cfg.dram.tck_ns
+    positions = range(context)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=context, desc=f"{spec.name} on {cfg.name}", unit="token", file=sys.stderr)
+    steps, records = [], []
+    for p in positions:
+        prog = compiler.compile(p)
+        step = system.run_step(prog)
+        pim = [op.instructions for op in prog.ops if hasattr(op, "instructions") and len(op.instructions)]
+        alone = pim_only.run(np.concatenate(pim), validate=False, op_stats=False, close_rows=False) if pim else None
+        floor = float(step.command_counts_per_channel[:, act16].max()) * row_pass * refresh_factor
+        bound = (weight_bytes + kv_per_pos * (p + 1)) / peak_bw
+        steps.append(step)
+        records.append(TokenRecord(p, step.cycles, step.latency_s, step.energy_j["total"],
+                                   alone.cycles if alone is not None else 0, floor, bound))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    summary = summarize(steps, records, system, tck)
+    config = {"hardware": cfg.resolved(), "hardware_file": cfg.source, "model": _spec_dict(spec), "mode": mode,
+              "strategy": strategy, "prompt_len": prompt_len, "gen_len": gen_len, "refresh": refresh_on,
+              "front_end": system.front_end}
+    return Generation(config=config, tokens=records, steps=steps, summary=summary)
+
+
+def _spec_dict(spec) -> dict:
+    from dataclasses import asdict
+
+    return asdict(spec)
+
+
+def summarize(steps: list[StepResult], records: list[TokenRecord], system: SystemModel, tck_ns: float) -> dict:
+    n = len(steps)
+    s = 1e-9 * tck_ns
+    lat = np.array([r.latency_s for r in records])
+    en = np.array([r.energy_j for r in records])
+    names = system.engine.std.command_names
+    counts = np.sum([st.command_counts for st in steps], axis=0)
+    hits = sum(st.row_hits for st in steps)
+    misses = sum(st.row_misses for st in steps)
+    tags: dict[str, float] = {}
+    for st in steps:
+        for k, v in st.latency_cycles_by_tag.items():
+            tags[k] = tags.get(k, 0.0) + v * s / n
+    energy: dict = {"pim_commands": {}, "background": {}, "io": 0.0, "asic": {}}
+    for st in steps:
+        e = st.energy_j
+        for k, v in e["pim_commands"].items():
+            energy["pim_commands"][k] = energy["pim_commands"].get(k, 0.0) + v / n
+        for k, v in e["background"].items():
+            energy["background"][k] = energy["background"].get(k, 0.0) + v / n
+        energy["io"] += e["io"] / n
+        for k, v in e["asic"].items():
+            energy["asic"][k] = energy["asic"].get(k, 0.0) + v / n
+    mac = names.index("MAC16")
+    mac_gap = system.engine.std.self_gap(mac)
+    total_cycles = sum(st.cycles for st in steps)
+    ch = system.n_channels
+    mac_util = float(counts[mac]) * mac_gap / (total_cycles * ch) if total_cycles else 0.0
+    return {
+        "tokens": n,
+        "latency_s_per_token_mean": float(lat.mean()),
+        "tokens_per_s": float(1.0 / lat.mean()),
+        "energy_j_per_token_mean": float(en.mean()),
+        "bound_s_per_token": float(np.mean([r.bound_s for r in records])),
+        "row_pass_floor_s_per_token": float(np.mean([r.floor_cycles for r in records]) * s),
+        "pim_only_s_per_token": float(np.mean([r.pim_only_cycles for r in records]) * s),
+        "row_hit_rate": hits / (hits + misses) if hits + misses else None,
+        "mac_utilization": mac_util,
+        "dram_commands": {names[i]: int(c) for i, c in enumerate(counts) if c},
+        "breakdown_latency_s": {k: tags[k] for k in BREAKDOWN_TAGS if k in tags}
+        | {k: v for k, v in tags.items() if k not in BREAKDOWN_TAGS},
+        "breakdown_energy_j": energy,
+        "non_pim_latency_share": float(sum(v for k, v in tags.items() if k in NON_PIM_TAGS) / lat.mean()),
+    }
+
+
+NON_PIM_TAGS = ("norms", "softmax", "residual", "reductions", "sampling", "data_movement", "idle")

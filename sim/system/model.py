@@ -1,0 +1,341 @@
+"""The PIM-GPT system as a discrete-event model (SimPy): the ASIC's vector unit, the PIM channel
+controllers driving the timing engine, and the channels' external links.
+
+One SimPy event per op, never one per instruction or per cycle. The dispatcher process starts
+every op whose dependencies have completed and whose components are free, times it (a PIM op in
+one engine call from the cycle it starts, an ASIC op by its formula, an I/O op by bytes over the
+link bandwidth) and sleeps until the next completion. Time is integer DRAM command-clock cycles;
+the ASIC clock converts exactly (rounded up per op).
+
+Components an op holds while it runs:
+- PimOp: the controllers of the channels in its mask (a GEMV tile is a gang over all channels:
+  its instruction block is timed in one engine call, so the channels stay in lock step as the
+  ASIC issues to all of them in parallel);
+- AsicOp: the ASIC's vector unit;
+- IoOp: the links of the channels in its mask (the host link when the mask is 0).
+
+Modes: `serial` (the paper's simulator: the next op starts only when the ASIC and every channel
+are idle, in program order) and `overlap` (ops start as soon as dependencies and components
+allow, earliest program order first).
+
+Latency attribution: every op records the op that released it (the dependency or the previous
+holder of one of its components that finished last). Walking back from the op that finishes
+last gives the critical path; its ops' durations sum to the step's latency and are charged to
+their tags (serial mode: every op is on the path). The part of a PIM op's time during which its
+banks were refreshing (refreshes x nRFC, the largest over its channels, at most the op's time) is
+charged to `refresh`.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from hw_configs.program import AsicOp, IoOp, PimOp, Program
+from sim.config import ConfigError, HardwareConfig
+from sim.engine import Engine
+from sim.system.asic import AsicModel
+from sim.system.energy import EnergyModel
+
+MODES = ("serial", "overlap")
+FRONT_ENDS = ("pim-gpt",)
+KIND_PIM, KIND_ASIC, KIND_IO = 0, 1, 2
+
+
+@dataclass
+class StepResult:
+    """One decode step on the system: cycles, what they were spent on, and the energy terms."""
+
+    position: int
+    start_cycle: int
+    finish_cycle: int
+    tck_ns: float
+    latency_cycles_by_tag: dict[str, int]
+    energy_j: dict
+    command_counts: np.ndarray          # [commands] summed over channels
+    command_counts_per_channel: np.ndarray
+    row_hits: int
+    row_misses: int
+    refreshes: int
+    io_bytes: int
+    n_ops: int
+    op_start: np.ndarray = field(repr=False)
+    op_finish: np.ndarray = field(repr=False)
+    critical: np.ndarray = field(repr=False)   # bool per op: on the critical path
+
+    @property
+    def cycles(self) -> int:
+        return self.finish_cycle - self.start_cycle
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles * self.tck_ns * 1e-9
+
+
+def _link_bytes_per_cycle(cfg: HardwareConfig) -> float:
+    d = cfg.dram
+    return d.io_pins_per_channel * d.io_gbps_per_pin / 8 * d.tck_ns  # GB/s x ns = bytes
+
+
+class SystemModel:
+    """Time decode steps on one hardware configuration, one after another on a shared timeline
+    (the engine's bank state, refresh phase and open rows carry from step to step)."""
+
+    def __init__(self, cfg: HardwareConfig, mode: str = "overlap", front_end: str = "pim-gpt",
+                 refresh: bool | None = None):
+        if mode not in MODES:
+            raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
+        if front_end not in FRONT_ENDS:
+            raise ConfigError("--front-end", "front_end",
+                              f"unknown front end '{front_end}'; expected one of {', '.join(FRONT_ENDS)}")
+        if cfg.pim is None:
+            raise ConfigError(cfg.source, "pim", "the system model needs a PIM device (a pim section)")
+        self.cfg, self.mode, self.front_end = cfg, mode, front_end
+        self.engine = Engine(cfg, refresh=refresh)
+        self.engine.warm_up()
+        self.asic = AsicModel(cfg)
+        self.energy = EnergyModel(cfg, self.engine.std.command_names)
+        if cfg.system is None:
+            raise ConfigError(cfg.source, "system", "this hardware config has no system section (host_link_gbps)")
+        self.tck_ns = cfg.dram.tck_ns
+        self.link_bytes_per_cycle = _link_bytes_per_cycle(cfg)
+        self.host_bytes_per_cycle = cfg.system.host_link_gbps / 8 * self.tck_ns
+        self.n_channels = cfg.dram.channels
+        self.env = simpy.Environment()
+        self._asic_cache: dict[tuple, tuple[int, float]] = {}
+        self._nrfc = self.engine.nrfc
+
+    # ---- per-op durations (cached where the op's shape decides everything)
+    def _asic(self, op: AsicOp) -> tuple[int, float]:
+        key = (op.kind, op.elements, op.rows, op.inputs)
+        hit = self._asic_cache.get(key)
+        if hit is None:
+            hit = self._asic_cache[key] = (self.asic.dram_cycles(op, self.tck_ns), self.asic.dynamic_pj(op))
+        return hit
+
+    def _io_cycles(self, op: IoOp) -> int:
+        links = int(op.chmask).bit_count()
+        per_cycle = self.host_bytes_per_cycle if links == 0 else self.link_bytes_per_cycle * links
+        return math.ceil(op.nbytes / per_cycle)
+
+    # ---- one step
+    def run_step(self, program: Program) -> StepResult:
+        """Time one Program from the current cycle; the timeline advances to its finish."""
+        if program.command_names != self.engine.std.command_names:
+            raise ValueError(f"program for {program.hardware} was built for command table "
+                             f"{program.command_names}, not this engine's ({self.engine.std.name})")
+        ops = program.ops
+        n = len(ops)
+        env, eng = self.env, self.engine
+        t0 = int(env.now)
+        active0 = eng.active_cycles(t0)
+        start = np.full(n, -1, np.int64)
+        finish = np.full(n, -1, np.int64)
+        pred = np.full(n, -1, np.int64)
+        refresh_part = np.zeros(n, np.int64)
+        kinds = np.empty(n, np.int8)
+        succ: list[list[int]] = [[] for _ in range(n)]
+        waiting = np.zeros(n, np.int64)
+        for op in ops:
+            kinds[op.id] = KIND_PIM if isinstance(op, PimOp) else KIND_ASIC if isinstance(op, AsicOp) else KIND_IO
+            waiting[op.id] = len(op.deps)
+            for d in op.deps:
+                succ[d].append(op.id)
+        counts = np.zeros((self.n_channels, len(eng.std.command_names)), np.int64)
+        acc = {"hits": 0, "misses": 0, "refreshes": 0, "io_bytes": 0, "asic_pj": 0.0}
+        serial = self.mode == "serial"
+        all_mask = (1 << self.n_channels) - 1
+        state = {"busy_ch": 0, "busy_link": 0, "asic": False, "host": False, "running": 0, "done": 0,
+                 "last_ch": [-1] * self.n_channels, "last_link": [-1] * self.n_channels, "last_asic": -1,
+                 "last_host": -1, "last": -1}
+        ready_pim: list[int] = []
+        ready_asic: list[int] = []
+        ready_io: list[int] = []
+        queues = {KIND_PIM: ready_pim, KIND_ASIC: ready_asic, KIND_IO: ready_io}
+        wake = [env.event()]
+
+        def make_ready(i: int) -> None:
+            heapq.heappush(queues[kinds[i]], i)
+
+        def release_pred(i: int, now: int) -> int:
+            """The op whose completion let op i start at `now` (a dependency or a component's last holder)."""
+            op = ops[i]
+            cands = list(op.deps)
+            k = kinds[i]
+            if serial:
+                cands.append(state["last"])
+            elif k == KIND_PIM:
+                cands += [state["last_ch"][c] for c in range(self.n_channels) if op.chmask >> c & 1]
+            elif k == KIND_ASIC:
+                cands.append(state["last_asic"])
+            else:
+                cands += ([state["last_host"]] if op.chmask == 0 else
+                          [state["last_link"][c] for c in range(self.n_channels) if op.chmask >> c & 1])
+            best, best_t = -1, -1
+            for c in cands:
+                if c >= 0 and finish[c] <= now and finish[c] > best_t:
+                    best, best_t = c, finish[c]
+            return best
+
+        def complete(i: int):
+            op = ops[i]
+            k = kinds[i]
+            if k == KIND_PIM:
+                state["busy_ch"] &= ~op.chmask
+                for c in range(self.n_channels):
+                    if op.chmask >> c & 1:
+                        state["last_ch"][c] = i
+            elif k == KIND_ASIC:
+                state["asic"] = False
+                state["last_asic"] = i
+            else:
+                if op.chmask == 0:
+                    state["host"] = False
+                    state["last_host"] = i
+                else:
+                    state["busy_link"] &= ~op.chmask
+                    for c in range(self.n_channels):
+                        if op.chmask >> c & 1:
+                            state["last_link"][c] = i
+            state["last"] = i
+            state["running"] -= 1
+            state["done"] += 1
+            for s in succ[i]:
+                waiting[s] -= 1
+                if waiting[s] == 0 and not serial:
+                    make_ready(s)
+            if not wake[0].triggered:
+                wake[0].succeed()
+
+        def launch(i: int, now: int) -> None:
+            op = ops[i]
+            k = kinds[i]
+            pred[i] = release_pred(i, now)
+            start[i] = now
+            if k == KIND_PIM:
+                state["busy_ch"] |= op.chmask
+                res = eng.run(op.instructions, start_cycle=now, close_rows=False, validate=False, op_stats=False)
+                dur = res.finish_cycle - now
+                counts[:] += res.counts
+                acc["hits"] += int(res.row_hits.sum())
+                acc["misses"] += int(res.row_misses.sum())
+                nref = res.refreshes
+                acc["refreshes"] += int(nref.sum())
+                refresh_part[i] = min(dur, int(nref.max()) * self._nrfc)
+            elif k == KIND_ASIC:
+                state["asic"] = True
+                dur, pj = self._asic(op)
+                acc["asic_pj"] += pj
+            else:
+                if op.chmask == 0:
+                    state["host"] = True
+                else:
+                    state["busy_link"] |= op.chmask
+                dur = self._io_cycles(op)
+                acc["io_bytes"] += op.nbytes
+            finish[i] = now + dur
+            state["running"] += 1
+            env.timeout(dur).callbacks.append(lambda _e, i=i: complete(i))
+
+        def startable(i: int) -> bool:
+            op = ops[i]
+            k = kinds[i]
+            if k == KIND_PIM:
+                return state["busy_ch"] & op.chmask == 0
+            if k == KIND_ASIC:
+                return not state["asic"]
+            if op.chmask == 0:
+                return not state["host"]
+            return state["busy_link"] & op.chmask == 0
+
+        def dispatcher():
+            nxt = 0  # serial mode: the next op in program order
+            while state["done"] < n:
+                now = int(env.now)
+                if serial:
+                    if state["running"] == 0 and nxt < n:
+                        if waiting[nxt] != 0:
+                            raise ValueError(f"op {nxt} ({ops[nxt].name}) depends on a later op")
+                        launch(nxt, now)
+                        nxt += 1
+                else:
+                    # ASIC and I/O ops: the earliest ready one, when its component is free
+                    for q in (ready_asic, ready_io):
+                        held = []
+                        while q:
+                            i = heapq.heappop(q)
+                            if startable(i):
+                                launch(i, now)
+                            else:
+                                held.append(i)
+                            if q is ready_asic and state["asic"]:
+                                break
+                        for i in held:
+                            heapq.heappush(q, i)
+                    # PIM ops: in program order among the ready ones whose channels are free
+                    held = []
+                    while ready_pim and state["busy_ch"] != all_mask:
+                        i = heapq.heappop(ready_pim)
+                        if startable(i):
+                            launch(i, now)
+                        else:
+                            held.append(i)
+                    for i in held:
+                        heapq.heappush(ready_pim, i)
+                if state["done"] >= n:
+                    break
+                if state["running"] == 0:
+                    stuck = [o.name for o in ops if waiting[o.id] > 0][:3]
+                    raise ValueError(f"program {program.model}@{program.position}: no op can start; "
+                                     f"waiting on dependencies: {stuck}")
+                wake[0] = env.event()
+                yield wake[0]
+
+        for i in range(n):
+            if waiting[i] == 0 and not serial:
+                make_ready(i)
+        env.process(dispatcher())
+        env.run()
+        t1 = int(finish.max()) if n else t0
+        if int(env.now) < t1:
+            env.run(until=t1)
+
+        # critical path: from the op that finishes last back through the ops that released each
+        critical = np.zeros(n, bool)
+        by_tag: dict[str, int] = {}
+        i = int(np.argmax(finish)) if n else -1
+        while i >= 0:
+            critical[i] = True
+            dur = int(finish[i] - start[i])
+            ref = int(refresh_part[i])
+            by_tag[ops[i].tag] = by_tag.get(ops[i].tag, 0) + dur - ref
+            if ref:
+                by_tag["refresh"] = by_tag.get("refresh", 0) + ref
+            p = int(pred[i])
+            gap = int(start[i] - (finish[p] if p >= 0 else t0))
+            if gap:
+                by_tag["idle"] = by_tag.get("idle", 0) + gap
+            i = p
+        duration = t1 - t0
+        active = eng.active_cycles(t1) - active0
+        act = np.minimum(active, duration)
+        energy = self.energy.breakdown(command_counts=counts, active_cycles=act, precharged_cycles=duration - act,
+                                       link_bytes=acc["io_bytes"], asic_ops=(), duration_cycles=duration)
+        energy["asic"]["dynamic"] = acc["asic_pj"] * 1e-12
+        energy["total"] = _total(energy)
+        return StepResult(position=program.position, start_cycle=t0, finish_cycle=t1, tck_ns=self.tck_ns,
+                          latency_cycles_by_tag=by_tag, energy_j=energy, command_counts=counts.sum(axis=0),
+                          command_counts_per_channel=counts, row_hits=acc["hits"], row_misses=acc["misses"],
+                          refreshes=acc["refreshes"], io_bytes=acc["io_bytes"], n_ops=n, op_start=start,
+                          op_finish=finish, critical=critical)
+
+
+def _total(energy: dict) -> float:
+    def leaves(d):
+        if isinstance(d, dict):
+            return [x for k, v in d.items() if k != "total" for x in leaves(v)]
+        return [float(d)]
+    return sum(leaves(energy))
