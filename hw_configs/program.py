@@ -41,7 +41,7 @@ IO_DIRECTIONS = ("asic_to_pim", "pim_to_asic", "host_to_asic", "asic_to_host")
 # What each ASIC kind computes from its reads into its writes (all fp32, elementwise over the
 # slice unless said otherwise); `meta` keys in brackets.
 ASIC_SEMANTICS = {
-    "reduce": "w = sum over k < [terms] of r0[k*[stride] + lo : k*[stride] + hi], (lo, hi) = w's slice",
+    "reduce": "w = r0 + r1 + ... (partial sums, added in read order)",
     "layernorm": "w = LayerNorm(r0) with gain r1 and bias r2, epsilon [eps]",
     "rmsnorm": "w = RMSNorm(r0) with gain r1, epsilon [eps]",
     "softmax": "w = softmax of r0 viewed as [rows, elements / rows], per row",

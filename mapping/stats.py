@@ -7,7 +7,10 @@ Definitions
 - row passes: per channel, the runs of MAC16 to one all-bank row (a new run starts at another
   row, after a precharge, or after any other column command on the channel). The step's
   `row_pass_floor_cycles` = row passes of the busiest channel x the standard's all-bank
-  row-pass time (nothing else: no reads, no mode changes, no writes, no refresh).
+  row-pass time (nothing else: no reads, no mode changes, no writes, no refresh). A row pass
+  over fewer columns than a row is shorter than that, so `row_pass_floor_exact_cycles` also
+  gives each pass its own length (max(nRCDRDMAC + (columns - 1) x MAC16 spacing + nRTP, nRAS)
+  + nRP): the stricter floor.
 - row-hit rate: column accesses that found their row open, over all column accesses; an
   access is a miss when the row had to be activated for it, by the controller or by an
   explicit ACT, so `1 - activations / column accesses`.
@@ -55,10 +58,11 @@ def instruction_counts(ins: np.ndarray, names: tuple[str, ...]) -> dict[str, int
     return {k: out.get(k, 0) for k in COUNTED + ("explicit_precharges", "explicit_activations")}
 
 
-def row_passes(ins: np.ndarray, dev: Device) -> np.ndarray:
-    """Per channel: MAC16 runs on one all-bank row (see the module docstring)."""
+def row_pass_columns(ins: np.ndarray, dev: Device) -> list[np.ndarray]:
+    """Per channel: the MAC16 columns of each of its row passes, in issue order (see the module
+    docstring for what makes a row pass)."""
     mac = dev.cmd("MAC16")
-    out = np.zeros(dev.channels, np.int64)
+    out = []
     for c in range(dev.channels):
         sel = ins[(ins[:, F_CHMASK] >> c) & 1 == 1]
         is_mac = (sel[:, F_OP] == OP_COLUMN) & (sel[:, F_CMD] == mac)
@@ -67,8 +71,15 @@ def row_passes(ins: np.ndarray, dev: Device) -> np.ndarray:
         sel, is_mac = sel[keep], is_mac[keep]
         prev_mac = np.r_[False, is_mac[:-1]]
         prev_row = np.r_[-2, sel[:-1, F_ROW]]
-        out[c] = int((is_mac & ~(prev_mac & (prev_row == sel[:, F_ROW]))).sum())
+        new = is_mac & ~(prev_mac & (prev_row == sel[:, F_ROW]))
+        run = np.cumsum(new) - 1
+        out.append(np.bincount(run[is_mac], weights=sel[is_mac, F_COUNT], minlength=int(new.sum())).astype(np.int64))
     return out
+
+
+def row_passes(ins: np.ndarray, dev: Device) -> np.ndarray:
+    """Per channel: the number of row passes."""
+    return np.array([len(p) for p in row_pass_columns(ins, dev)], np.int64)
 
 
 def row_hit_rate(command_totals: dict[str, int], column_commands: tuple[str, ...]) -> float:
@@ -95,8 +106,10 @@ def op_stats(op, dev: Device, names: tuple[str, ...]) -> dict:
     return base
 
 
-def step_statistics(program: Program, dev: Device, row_pass_cycles: int) -> dict:
-    """Per-op counts and totals of one step (no timing)."""
+def step_statistics(program: Program, dev: Device, row_pass_cycles: int, pass_cycles=None) -> dict:
+    """Per-op counts and totals of one step (no timing). `pass_cycles(columns)` (optional, numpy
+    vectorised) is the time of an all-bank row pass of that many columns: it gives the stricter
+    `row_pass_floor_exact_cycles`, each row pass at its own length."""
     names = program.command_names
     ops = [op_stats(op, dev, names) for op in program.ops]
     total = defaultdict(int)
@@ -107,11 +120,14 @@ def step_statistics(program: Program, dev: Device, row_pass_cycles: int) -> dict
     total["pim_ops"] = sum(isinstance(op, PimOp) for op in program.ops)
     total["asic_ops"] = sum(isinstance(op, AsicOp) for op in program.ops)
     total["io_ops"] = sum(isinstance(op, IoOp) for op in program.ops)
-    passes = row_passes(program.pim_instructions(), dev)
+    cols = row_pass_columns(program.pim_instructions(), dev)
+    passes = np.array([len(c) for c in cols], np.int64)
     total["row_passes_busiest_channel"] = int(passes.max()) if len(passes) else 0
     total["row_passes_all_channels"] = int(passes.sum())
     total["row_pass_cycles"] = int(row_pass_cycles)
     total["row_pass_floor_cycles"] = int(passes.max()) * int(row_pass_cycles)
+    if pass_cycles is not None:
+        total["row_pass_floor_exact_cycles"] = max(int(np.sum(pass_cycles(c))) for c in cols)
     total["compute_padding"] = 1.0 - total["macs"] / total["lane_macs"] if total["lane_macs"] else 0.0
     by_tag = defaultdict(lambda: defaultdict(int))
     for s in ops:
@@ -128,6 +144,8 @@ def add_timing(stats: dict, cycles: int, command_totals: dict[str, int], column_
     t["pim_cycles"] = int(cycles)
     t["pim_time_us"] = cycles * tck_ns / 1e3
     t["pim_over_floor"] = cycles / t["row_pass_floor_cycles"] if t["row_pass_floor_cycles"] else float("nan")
+    if t.get("row_pass_floor_exact_cycles"):
+        t["pim_over_exact_floor"] = cycles / t["row_pass_floor_exact_cycles"]
     t["row_activations"] = command_totals.get("ACT16", 0) + command_totals.get("ACT", 0)
     t["mode_changes"] = command_totals.get(mode_change, 0)
     t["refreshes"] = command_totals.get(refresh_command, 0) if refresh_command else 0

@@ -295,6 +295,8 @@ def _add_step(p: argparse.ArgumentParser, position: bool = True) -> None:
 
 
 def _cmd_compile(argv: list[str]) -> int:
+    import numpy as np
+
     from mapping.compile import compiler_for
     from mapping.kernels import ROW_COMMANDS
     from mapping.placement import placement_summary
@@ -317,14 +319,20 @@ def _cmd_compile(argv: list[str]) -> int:
     comp = compiler_for(get_spec(a.model), cfg, a.strategy, a.context, a.row_commands)
     prog = comp.compile(a.position)
     row_pass = int(next(f.value for f in derived_figures(cfg) if f.name == "row_pass_cycles"))
-    stats = step_statistics(prog, comp.dev, row_pass)
     eng = Engine(cfg, refresh=False if a.no_refresh else None)
+    tm, gap = cfg.dram.timing, eng.std.self_gap(eng.std.cmd("MAC16"))
+    stats = step_statistics(prog, comp.dev, row_pass, lambda cols: np.maximum(
+        tm["nRCDRDMAC"] + (cols - 1) * gap + tm["nRTP"], tm["nRAS"]) + tm["nRP"])
     eng.warm_up()
     res = eng.run(prog.pim_instructions())
     std = eng.std
     columns = tuple(n for n, c in zip(std.command_names, std.is_column) if c)
+    acts = [c for c in (std.cmd_act, std.cmd_act_all) if c >= 0]
+    per_op = {i: {"first_issue_cycle": int(res.op_first_issue[i]), "finish_cycle": int(res.op_finish[i]),
+                  "row_activations": int(res.op_counts[i, acts].sum()), "mode_changes": int(res.op_counts[i, std.cmd_mode])}
+              for i in range(len(res.op_first_issue)) if res.op_first_issue[i] >= 0}
     add_timing(stats, res.cycles, res.command_totals(), columns, std.command_names[std.cmd_mode],
-               std.command_names[std.cmd_ref] if std.cmd_ref >= 0 else None, cfg.dram.tck_ns)
+               std.command_names[std.cmd_ref] if std.cmd_ref >= 0 else None, cfg.dram.tck_ns, per_op)
     t, place = stats["total"], placement_summary(comp.placement)
     print(f"{prog.model} on {cfg.name}: decode step at position {prog.position} (strategy {prog.strategy}, rows "
           f"{comp.mode}, refresh {'on' if eng.refresh else 'off'}, KV cache for {comp.context} positions)")
@@ -333,6 +341,8 @@ def _cmd_compile(argv: list[str]) -> int:
     print(f"  pim_cycles={t['pim_cycles']:,} ({t['pim_time_us']:.1f} us)  row_pass_floor_cycles="
           f"{t['row_pass_floor_cycles']:,} ({t['row_passes_busiest_channel']:,} row passes x {row_pass})  "
           f"pim/floor={t['pim_over_floor']:.3f}")
+    print(f"  row_pass_floor_exact_cycles={t['row_pass_floor_exact_cycles']:,} (each pass at its own column count)  "
+          f"pim/exact_floor={t['pim_over_exact_floor']:.3f}")
     print(f"  row_hit_rate={t['row_hit_rate']:.4f}  row_activations={t['row_activations']:,}  "
           f"mode_changes={t['mode_changes']:,}  refreshes={t['refreshes']:,}")
     print(f"  MAC16={t['mac16']:,}  GB_writes={t['gb_writes']:,}  MAC_reads={t['mac_reads']:,}  "

@@ -51,9 +51,25 @@ def test_compile_reports_engine_cycles_floor_and_counts(tmp_path, capsys):
     # attention at 131 positions (2 blocks of 128 lanes): 2 score rows (12 heads x 4 columns fit one row), and
     # V: 12 heads x 64 / 16 banks = 48 units over 8 channels = 6 rows of one 1024-position chunk
     assert t["row_passes_busiest_channel"] == 12 * (18 + 6 + 24 + 6 * 3) + 393 + 12 * (2 + 6)
+    # each pass at its own length, max(nRCDRDMAC + (cols - 1) x nCCDL + nRTP, nRAS) + nRP: 48 columns (d = 768,
+    # and 12 heads x 4 columns of K) = 194, 64 = 226, the context's ceil(131 / 16) = 9 columns = 116;
+    # per layer 48 GEMV passes of 48 columns, 18 of 64 (the 3-tile down projection), 2 score rows, 6 V rows
+    per_layer = 48 * 194 + 18 * 226 + 2 * 194 + 6 * 116
+    assert t["row_pass_floor_exact_cycles"] == 12 * per_layer + 393 * 194
     assert t["macs"] == get_spec("gpt2-small").matmul_params_per_token + 2 * 12 * 768 * 131
     assert len(data["ops"]) == len(prog.ops) and data["config"]["name"] == "pim-gpt"
     assert 0.9 < t["row_hit_rate"] < 1 and t["pim_over_floor"] > 1
+
+
+def test_compile_per_op_engine_figures_add_up(tmp_path):
+    out = tmp_path / "c.json"
+    assert cli(["compile", "--model", "smollm2-135m", "--position", "40", "--no-refresh", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    ops = [o for o in data["ops"] if "first_issue_cycle" in o]
+    assert sum(o["row_activations"] for o in ops) == data["total"]["row_activations"]  # no refresh re-opens
+    assert sum(o["mode_changes"] for o in ops) == data["total"]["mode_changes"]
+    assert max(o["finish_cycle"] for o in ops) == data["total"]["pim_cycles"]
+    assert all(o["type"] == "PimOp" for o in ops)
 
 
 def test_place_table_and_capacity_error(tmp_path, capsys, odd_model):

@@ -71,6 +71,19 @@ def test_executor_matches_reference_random_shapes(spec, channels, banks, row_byt
     assert (got.argmax(1) == ref.argmax(1)).all()
 
 
+@pytest.mark.parametrize("spec", [
+    ModelSpec(name="wide-gpt", family="gpt", n_layers=1, d_model=30, n_heads=3, d_head=40, d_ff=50, vocab_size=60,
+              max_context=16),
+    ModelSpec(name="wide-llama", family="llama", n_layers=1, d_model=30, n_heads=4, n_kv_heads=2, d_head=36,
+              d_ff=50, vocab_size=60, max_context=16)], ids=["gpt", "llama"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_heads_wider_than_a_row_pass_are_split_and_reduced(spec, strategy):
+    hw = small_hw(2, 4, 256, 64)  # a 64-byte global buffer: 32-element row passes, heads of 36-40 in 2 pieces
+    ref, got, comp, _ = run_both(spec, hw, strategy)
+    assert comp.placement.k_region(0).pieces == 2
+    assert np.abs(got - ref).max() < 1e-4 and (got.argmax(1) == ref.argmax(1)).all()
+
+
 def test_misplaced_tile_one_row_off_makes_the_executor_disagree():
     spec, hw = ODD_GPT, small_hw(2, 4, 256, 128)
     model = Model(spec, random_weights(spec, 2))
