@@ -621,9 +621,24 @@ def _self_gap(std: CompiledStandard) -> tuple[np.ndarray, np.ndarray]:
 
 
 MAX_OPID = (1 << 31) - 1
+_INT64 = np.dtype(np.int64)
 _NO_REC = np.zeros((0, N_REC), np.int64)
 _NO_STAT = np.zeros((0, 2), np.int64)
 _NO_LINES = np.zeros(0, np.int64)
+
+
+_ENTRY = []
+
+
+def _kernel():
+    """The compiled core's entry point once it exists (skips numba's per-call type dispatch,
+    about a microsecond of a small call); the dispatcher until then. Every argument the engine
+    passes has one fixed type (int64 C-contiguous arrays, ints, a bool), so one signature exists."""
+    if _ENTRY:
+        return _ENTRY[0]
+    if len(_run.signatures) == 1:
+        _ENTRY.append(_run.overloads[_run.signatures[0]].entry_point)
+    return _run
 
 
 class EngineResult:
@@ -836,9 +851,10 @@ class Engine:
             g[G_RECN] = 0
             g[G_RECON] = 1 if rec_cap else 0
             g[G_RECCAP] = rec_cap
-            _run(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts, self.ring,
-                 g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT, self._opcnt,
-                 istat, self.n_channels, start, close_rows, touch, self.qring, _NO_LINES if hostl is None else hostl)
+            _kernel()(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts,
+                      self.ring, g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT,
+                      self._opcnt, istat, self.n_channels, start, bool(close_rows), touch, self.qring,
+                      _NO_LINES if hostl is None else hostl)
             g[G_RECON] = 0
             if g[G_ERR] != ERR_NEED_OPS:
                 return istat
@@ -864,8 +880,10 @@ class Engine:
                 and tuple(command_names) != self.std.command_names:
             raise ValueError(f"program was built for a command table {tuple(command_names)}, but this engine's "
                              f"standard '{self.std.name}' has {self.std.command_names}")
-        if prog.dtype != np.int64 or not prog.flags.c_contiguous:
+        if not (isinstance(prog, np.ndarray) and prog.dtype is _INT64 and prog.flags.c_contiguous and prog.ndim == 2):
             prog = np.ascontiguousarray(prog, dtype=np.int64)
+        if prog.ndim != 2 or prog.shape[1] != N_FIELDS:
+            raise ValueError(f"program must be an [n, {N_FIELDS}] int64 array, got shape {prog.shape}")
         if validate:
             _validate_program(prog, self.std, self.cfg)
         if host_lines is not None:
