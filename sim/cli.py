@@ -137,10 +137,12 @@ def warm_up_engine(engine, stream=None) -> None:
 def _cmd_run_trace(argv: list[str]) -> int:
     from pathlib import Path
 
-    from sim.aim_trace import load_aim_trace
-    from sim.commands import F_OP, OP_BARRIER
+    import numpy as np
+
+    from sim.aim_trace import load_aim_trace_lines
+    from sim.commands import F_OP, OP_BARRIER, barrier, channel_mask, program
     from sim.config import load_config
-    from sim.engine import Engine
+    from sim.engine import FRONT_ENDS, Engine
     from sim.results import check_output_path, finite_or_none, provenance, write_json_atomic
 
     p = argparse.ArgumentParser(prog="pimsim run-trace",
@@ -149,6 +151,11 @@ def _cmd_run_trace(argv: list[str]) -> int:
     p.add_argument("--hw", default=DEFAULT_HW, help="preset name (hw_configs/NAME.yaml) or path to a YAML file (default: %(default)s)")
     _add_set(p)
     p.add_argument("--no-refresh", action="store_true", help="do not issue refresh (as the public AiM simulator)")
+    p.add_argument("--front-end", default="aim", choices=sorted(FRONT_ENDS),
+                   help="aim: that simulator's trace front end (one line decoded per cycle into 33-entry "
+                        "in-order queues per channel; cycles until EOC has called back, rows left open); "
+                        "pim-gpt: every channel fed in parallel, cycles until the last command and the closing "
+                        "precharge have completed (default: %(default)s)")
     p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file "
                                                  "(its folder must exist)")
     a = p.parse_args(argv)
@@ -157,28 +164,40 @@ def _cmd_run_trace(argv: list[str]) -> int:
     overrides = _overrides(a.set)
     cfg = load_config(a.hw, overrides)
     trace = Path(a.trace)
-    prog = load_aim_trace(trace, cfg)
+    prog, host_lines = load_aim_trace_lines(trace, cfg)
     if not (prog[:, F_OP] != OP_BARRIER).any():
         raise ValueError(f"{trace}: no DRAM work to time: the trace holds only comments, blank lines, "
                          "host-register operations or SYNC/EOC")
-    eng = Engine(cfg, refresh=False if a.no_refresh else None)
+    aim = a.front_end == "aim"
+    if aim and prog[-1, F_OP] != OP_BARRIER:  # a trace without EOC ends as if it had one
+        prog = np.concatenate([prog, program([barrier(channel_mask(range(cfg.dram.channels)))])])
+        host_lines = np.append(host_lines, 0)
+    eng = Engine(cfg, refresh=False if a.no_refresh else None, front_end=a.front_end)
     warm_up_engine(eng)
     t0 = time.perf_counter()
-    res = eng.run(prog)
+    if aim:  # that simulator ends at EOC's callback and never closes the last rows
+        res = eng.run(prog, host_lines=host_lines, close_rows=False)
+        cycles = res.front_end_cycles
+    else:
+        res = eng.run(prog)
+        cycles = res.cycles
     wall = time.perf_counter() - t0
     commands = res.command_totals()
     n = sum(commands.values())
     hits, misses = int(res.row_hits.sum()), int(res.row_misses.sum())
     hit_rate = finite_or_none(hits / (hits + misses)) if hits + misses else None
-    print(f"trace {trace} on {cfg.name}{_with_sets(overrides)} ({describe(cfg)}, refresh {'on' if eng.refresh else 'off'})")
+    time_ns = cycles * res.tck_ns
+    print(f"trace {trace} on {cfg.name}{_with_sets(overrides)} ({describe(cfg)}, refresh {'on' if eng.refresh else 'off'}, "
+          f"front end {a.front_end})")
     shown_rate = f"{hit_rate:.4f}" if hit_rate is not None else "n/a (no row accesses)"
-    print(f"cycles={res.cycles} time_us={res.time_ns / 1e3:.3f} row_hit_rate={shown_rate}")
+    print(f"cycles={cycles} time_us={time_ns / 1e3:.3f} row_hit_rate={shown_rate}")
     print("commands " + " ".join(f"{k}={v}" for k, v in commands.items()))
     print(f"simulated {n} commands in {wall:.3f} s ({n / max(wall, 1e-9) / 1e6:.1f} M commands/s)")
     if a.json:
         payload = {
-            "cycles": res.cycles,
-            "time_ns": res.time_ns,
+            "cycles": cycles,
+            "time_ns": time_ns,
+            "front_end": a.front_end,
             "commands": commands,
             "commands_per_channel": {name: [int(x) for x in res.counts[:, i]]
                                      for i, name in enumerate(res.command_names) if res.counts[:, i].any()},

@@ -31,18 +31,18 @@ NO_LIMIT = 1 << 62
 # Flat layouts: numba increfs every array member of a tuple each time it is passed on, so the
 # kernel takes a handful of plain arrays instead of records of many arrays.
 # tab[cmd, :] per-command properties
-T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, N_TAB = range(11)
+T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, T_HOSTRW, N_TAB = range(12)
 # par[:] scalars
 (P_GAP, P_ACT, P_ACT_ALL, P_PRE, P_PRE_ALL, P_REF, P_MODE_CMD, P_BPG, P_NB, P_NG, P_NREFI, P_REFRESH,
- P_FAST, P_NWIN, P_WMAX, P_MAX_OWED, N_PAR) = range(17)
+ P_FAST, P_NWIN, P_WMAX, P_MAX_OWED, P_FRONT, P_QCAP, N_PAR) = range(19)
 # chs[ch, :] per-channel state, cumulative over runs
 (C_UNIFORM, C_NOPEN, C_MODE, C_LAST, C_FINISH, C_DUE, C_HITS, C_MISSES, C_FRONT, C_REFS, C_OPEN_SINCE,
- C_ACTIVE, N_CHS) = range(13)
+ C_ACTIVE, C_QN, C_QKIND, N_CHS) = range(15)
 # run[ch, :] per-channel figures of one run
 U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
 # g[:] scalars of one call
 (G_RECN, G_RECON, G_RUN_FINISH, G_START, G_ERR, G_ERRV, G_INSTR, G_OPID, G_IDONE, G_OWNER,
- G_RECCAP, G_NOPS, N_G) = range(13)
+ G_RECCAP, G_NOPS, G_DECODE, N_G) = range(14)
 # rec[i, :] one recorded command
 R_CMD, R_CH, R_BANK, R_ROW, R_COL, R_CYCLE, R_RELEASE, R_INSTR, R_OPID, N_REC = range(10)
 # rows[k, :] constraint rows in CSR order of the later command; win[w, :] windows
@@ -53,6 +53,17 @@ OWNER_PROGRAM, OWNER_REFRESH, OWNER_IDLE = 0, 1, 2
 MAX_POSTPONED_REFRESHES = 8
 ERR_START_BEFORE_FRONT, ERR_NEED_OPS = 1, 2
 
+# Front ends. "pim-gpt": the ASIC issues to every channel in parallel; an instruction is released
+# to its channels at once (held back only by blocking reads and barriers of those channels).
+# "aim": the trace front end of the public AiM simulator (arkhadem/aim_simulator,
+# src/memory_system/impl/aim_DRAM_system.cpp): one trace line decoded per cycle into a bounded
+# in-order request buffer per channel (see `Engine` for the rules).
+FRONT_ENDS = {"pim-gpt": 0, "aim": 1}
+# AiM request buffer of a channel: ReqBuffer.max_size = 32 (src/dram_controller/controller.h),
+# and enqueue accepts while size <= max_size, so 33 requests fit.
+AIM_QUEUE_ENTRIES = 33
+QK_AIM, QK_HOST_RW = 1, 2  # request kinds: AiM buffer vs read/write buffers (exclusive there)
+
 
 # --------------------------------------------------------------------------- compiled core
 # One compiled function with inner closures: numba inlines closures and they read the captured
@@ -62,7 +73,7 @@ ERR_START_BEFORE_FRONT, ERR_NEED_OPS = 1, 2
 
 @njit(cache=True)
 def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, ucounts, opstat, opcnt,
-         istat, n_channels, start, close_rows, touch):
+         istat, n_channels, start, close_rows, touch, qring, hostl):
     nb = par[P_NB]
     bpg = par[P_BPG]
     i_all = nb + par[P_NG]
@@ -80,6 +91,12 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     want_instr = istat.shape[0] > 0
     want_ops = opstat.shape[0] > 0 and opcnt.shape[0] > 0
     keep = np.empty(nb, np.int64)  # rows to re-open after a refresh inside a raw stream
+    # aim front end: qring[ch, j % qr] = the cycle request j of the channel left its buffer (its
+    # final command issued); qr = capacity + 1 keeps request j - capacity readable after j
+    aim = par[P_FRONT] != 0
+    qcap = par[P_QCAP]
+    qr = qring.shape[1]
+    have_hostl = hostl.shape[0] > 0
 
     def earliest(ch, cmd, bank, release):
         """Earliest legal issue cycle of `cmd` (a bank or ALL_BANKS) on channel `ch`."""
@@ -324,6 +341,10 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         while k < count:
             t = command(ch, cmd, bank, row, col + k, release)
             k += 1
+            if aim:  # one request leaves the buffer per command
+                qn = chs[ch, C_QN]
+                qring[ch, qn % qr] = t
+                chs[ch, C_QN] = qn + 1
             if not shortcut or k >= count:
                 continue
             n = count - k
@@ -333,6 +354,11 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     n = room
             if n <= 0:
                 continue
+            if aim:  # the last qr of the n requests one self-gap apart
+                qn = chs[ch, C_QN]
+                for m in range(max(0, n - qr), n):
+                    qring[ch, (qn + m) % qr] = t + (m + 1) * gap
+                chs[ch, C_QN] = qn + n
             t += n * gap
             all_target = tab[cmd, T_ALL] != 0
             last[ch, cmd, i_chan] = t
@@ -414,6 +440,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     #      channels it touched (a single call site of each closure keeps the core small)
     g[G_OWNER] = OWNER_PROGRAM
     n_instr = prog.shape[0]
+    dec = start  # aim front end: the cycle its decoder takes the next line
     for i in range(n_instr + 1):
         if i < n_instr:
             op = prog[i, F_OP]
@@ -428,12 +455,33 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             flags = 0  # the closing precharge is recorded as one past the last instruction
         g[G_INSTR] = i
         g[G_IDONE] = -1
+        line = aim and i < n_instr
+        if line:
+            if have_hostl:  # host-only lines before this one: one decode cycle each
+                dec += hostl[i]
+            accepted = dec  # the cycle the line's last request entered its buffer
+            done_by = -1  # blocking line / SYNC / EOC: when its last callback arrives
+            kind = QK_AIM
+            if (op == OP_COLUMN or op == OP_SIMPLE or op == OP_RAW) and tab[prog[i, F_CMD], T_HOSTRW] != 0:
+                kind = QK_HOST_RW
         for ch in range(n_channels):
             if (mask >> ch) & 1 == 0:
                 continue
             release = chs[ch, C_FRONT]
+            if line:
+                if dec + 1 > release:  # requests sent at the decode cycle issue from the next one
+                    release = dec + 1
+                qn = chs[ch, C_QN]
+                last_left = qring[ch, (qn - 1) % qr] if qn > 0 else NEVER
+                if op != OP_PRECHARGE:
+                    # the AiM buffer and the read/write buffers never hold requests at once
+                    if chs[ch, C_QKIND] != 0 and chs[ch, C_QKIND] != kind and last_left > accepted:
+                        accepted = last_left
+                    chs[ch, C_QKIND] = kind
             if op == OP_COLUMN or op == OP_SIMPLE:
-                burst(ch, prog[i, F_CMD], prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL], prog[i, F_COUNT], release)
+                d = burst(ch, prog[i, F_CMD], prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL], prog[i, F_COUNT], release)
+                if line and d > done_by:
+                    done_by = d
             elif op == OP_RAW:
                 # exactly the user's commands; refresh only when the postponement bound is reached,
                 # re-opening the rows that were open so the user's stream stays legal
@@ -444,8 +492,46 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                         do_refresh(ch, True, OWNER_REFRESH)
                         t = earliest(ch, cmd, prog[i, F_BANK], release)
                     issue(ch, cmd, prog[i, F_BANK], prog[i, F_ROW], prog[i, F_COL] + k, t, release)
+                    if line:
+                        qn = chs[ch, C_QN]
+                        qring[ch, qn % qr] = t
+                        chs[ch, C_QN] = qn + 1
+                    d = t + tab[cmd, T_DONE]
+                    if line and d > done_by:
+                        done_by = d
             elif op == OP_PRECHARGE:
                 close_all(ch, release)
+            if not line:
+                continue
+            if op == OP_BARRIER:
+                # SYNC / EOC: one request per channel; it leaves the buffer when it reaches the
+                # head (the cycle after the previous request left, and after it entered), and
+                # calls back a cycle later once every earlier request's data has departed
+                j = chs[ch, C_QN]
+                e = dec
+                if j >= qcap and qring[ch, (j - qcap) % qr] > e:
+                    e = qring[ch, (j - qcap) % qr]
+                if e > accepted:
+                    accepted = e
+                head = max(e, last_left) + 1
+                qring[ch, j % qr] = head
+                chs[ch, C_QN] = j + 1
+                cb = max(head, chs[ch, C_FINISH]) + 1
+                if cb > done_by:
+                    done_by = cb
+            elif op != OP_PRECHARGE:
+                j = chs[ch, C_QN] - 1  # this line's last request on the channel: it entered when
+                if j >= qcap:  # request j - capacity had left
+                    v = qring[ch, (j - qcap) % qr]
+                    if v > accepted:
+                        accepted = v
+        if line:
+            # the next line is decoded the cycle after this one's last request was accepted;
+            # a blocking one (RD_MAC, RD_AF, SYNC, EOC) is retired when its last callback arrives
+            # (data departed), and the next line is decoded in that cycle
+            dec = accepted + 1
+            if (op == OP_BARRIER or (flags & FLAG_BLOCKING) != 0) and done_by > dec:
+                dec = done_by
         if op == OP_BARRIER:
             f = -1
             for ch in range(n_channels):
@@ -459,6 +545,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             for ch in range(n_channels):
                 if (mask >> ch) & 1 and d > chs[ch, C_FRONT]:
                     chs[ch, C_FRONT] = d
+    g[G_DECODE] = dec
 
 
 # --------------------------------------------------------------------------- Python surface
@@ -536,6 +623,7 @@ def _self_gap(std: CompiledStandard) -> tuple[np.ndarray, np.ndarray]:
 MAX_OPID = (1 << 31) - 1
 _NO_REC = np.zeros((0, N_REC), np.int64)
 _NO_STAT = np.zeros((0, 2), np.int64)
+_NO_LINES = np.zeros(0, np.int64)
 
 
 class EngineResult:
@@ -550,16 +638,20 @@ class EngineResult:
     per op id       op_first_issue (-1: none), op_finish, op_counts [ops, commands]
     per instruction instr_first_issue, instr_finish (with instr_times=True)
     schedule        with record=True: every command (SCHEDULE_DTYPE)
+    decode_end_cycle  aim front end: the cycle its decoder takes the line after the program's
+                    last (for a trace ending in EOC, that simulator's `memory_system_cycles`
+                    counted from start_cycle); None with the pim-gpt front end
     """
 
     __slots__ = ("start_cycle", "finish_cycle", "counts", "command_names", "tck_ns", "nrfc", "_run",
-                 "_opstat", "op_counts", "_istat", "schedule")
+                 "_opstat", "op_counts", "_istat", "schedule", "decode_end_cycle")
 
     def __init__(self, start_cycle, finish_cycle, counts, command_names, tck_ns, nrfc, run, opstat, opcnt,
-                 istat, schedule):
+                 istat, schedule, decode_end_cycle=None):
         self.start_cycle, self.finish_cycle, self.counts = start_cycle, finish_cycle, counts
         self.command_names, self.tck_ns, self.nrfc, self._run = command_names, tck_ns, nrfc, run
         self._opstat, self.op_counts, self._istat, self.schedule = opstat, opcnt, istat, schedule
+        self.decode_end_cycle = decode_end_cycle
 
     channel_finish = property(lambda self: self._run[:, U_FINISH])
     first_issue = property(lambda self: self._run[:, U_FIRST])
@@ -578,6 +670,12 @@ class EngineResult:
         """finish_cycle - start_cycle: from the cycle the program was handed over to the completion
         of its own last command (refresh completion excluded)."""
         return self.finish_cycle - self.start_cycle
+
+    @property
+    def front_end_cycles(self) -> int | None:
+        """aim front end: decode_end_cycle - start_cycle (that simulator's cycle count of a trace
+        ending in SYNC/EOC); None with the pim-gpt front end."""
+        return None if self.decode_end_cycle is None else self.decode_end_cycle - self.start_cycle
 
     @property
     def time_ns(self) -> float:
@@ -600,9 +698,29 @@ class EngineResult:
 class Engine:
     """Per-channel DRAM/PIM timing with persistent bank state and per-channel front ends; runs
     are resumable, and a snapshot lets a caller time an alternative without disturbing the
-    real timeline."""
+    real timeline.
 
-    def __init__(self, cfg: HardwareConfig, refresh: bool | None = None, fast: bool = True):
+    `front_end` chooses how instructions reach the channel controllers:
+    - "pim-gpt" (default): the ASIC issues to every channel in parallel; an instruction is held
+      back only by blocking reads and barriers of its own channels.
+    - "aim": the public AiM simulator's trace front end (aim_DRAM_system.cpp, AiM_dram_controller.cpp).
+      Each instruction is one trace line (`run(..., host_lines=)` adds the lines that do no DRAM
+      work, one decode cycle each). Its per-channel commands are requests (one per column or
+      simple command; SYNC/EOC barriers one per channel) in a 33-entry in-order buffer per channel
+      that a request leaves when its final command issues. A line decoded at cycle T issues from
+      T + 1; a request enters its buffer at T, or at the cycle the request 33 places earlier
+      left. The next line is decoded the cycle after the line's last request entered (a full
+      buffer on one channel stalls every channel), and after a blocking line (RD_MAC, RD_AF) at
+      the cycle its data returns, after SYNC/EOC when every channel has called back (the cycle
+      after the barrier reached the buffer head and all earlier requests completed). AiM
+      requests and memory reads/writes (RD, WR) never share a channel's buffers: a request of
+      the other kind enters only once the previous request left."""
+
+    def __init__(self, cfg: HardwareConfig, refresh: bool | None = None, fast: bool = True,
+                 front_end: str = "pim-gpt"):
+        if front_end not in FRONT_ENDS:
+            raise ValueError(f"unknown front end {front_end!r}; expected one of {sorted(FRONT_ENDS)}")
+        self.front_end = front_end
         self.cfg = cfg
         self.std = std = compile_standard(cfg)
         d = cfg.dram
@@ -616,6 +734,7 @@ class Engine:
         tab[:, T_COL], tab[:, T_MODE], tab[:, T_DONE] = std.is_column, std.mode, std.done
         tab[:, T_R0], tab[:, T_R1] = std.row_ptr[:-1], std.row_ptr[1:]
         tab[:, T_GAP], tab[:, T_BURST] = gap, ok
+        tab[:, T_HOSTRW] = [name in ("RD", "WR") for name in std.command_names]  # memory reads/writes
         self.tab = tab
         self.rows = np.ascontiguousarray(np.stack([std.row_after, std.row_scope, std.row_cycles], axis=1), np.int64)
         n_win = len(std.win_size) if std.win_applies.any() else 0
@@ -633,6 +752,7 @@ class Engine:
         par[P_REFRESH], par[P_FAST], par[P_NWIN] = self.refresh, fast, n_win
         par[P_WMAX] = int(std.win_size.max())
         par[P_MAX_OWED] = MAX_POSTPONED_REFRESHES
+        par[P_FRONT], par[P_QCAP] = FRONT_ENDS[front_end], AIM_QUEUE_ENTRIES
         self.par = par
         self.n_cmd = n_cmd
         self.n_channels = d.channels
@@ -655,6 +775,7 @@ class Engine:
         self.counts = np.zeros((c, n_cmd), np.int64)
         wmax = int(self.par[P_WMAX])
         self.ring = np.zeros((c, self.win.shape[0], wmax + 2), np.int64)
+        self.qring = np.full((c, AIM_QUEUE_ENTRIES + 1), NEVER, np.int64)  # aim front end buffers
         self.g = np.zeros(N_G, np.int64)
         self._runbuf = np.zeros((c, N_RUN), np.int64)
         self._ucounts = np.zeros((c, n_cmd), np.int64)
@@ -690,10 +811,10 @@ class Engine:
 
     def snapshot(self) -> tuple:
         """A copy of the whole device state; `restore` puts it back."""
-        return tuple(a.copy() for a in (self.last, self.chs, self.orow, self.counts, self.ring))
+        return tuple(a.copy() for a in (self.last, self.chs, self.orow, self.counts, self.ring, self.qring))
 
     def restore(self, state: tuple) -> None:
-        for dst, src in zip((self.last, self.chs, self.orow, self.counts, self.ring), state):
+        for dst, src in zip((self.last, self.chs, self.orow, self.counts, self.ring, self.qring), state):
             dst[...] = src
 
     # ---- running
@@ -703,7 +824,7 @@ class Engine:
         self._exec(np.zeros((0, N_FIELDS), np.int64), _NO_REC, 0, False, 0, False, False, 0)
         self.restore(saved)
 
-    def _exec(self, prog, rec, start, close_rows, touch, want_ops, want_instr, rec_cap):
+    def _exec(self, prog, rec, start, close_rows, touch, want_ops, want_instr, rec_cap, hostl=None):
         """One kernel call on the engine's reusable buffers (grown when a program has more op ids)."""
         istat = np.empty((len(prog), 2), np.int64) if want_instr else _NO_STAT
         # fresh per call (the result keeps them; the kernel zeroes them)
@@ -717,7 +838,7 @@ class Engine:
             g[G_RECCAP] = rec_cap
             _run(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts, self.ring,
                  g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT, self._opcnt,
-                 istat, self.n_channels, start, close_rows, touch)
+                 istat, self.n_channels, start, close_rows, touch, self.qring, _NO_LINES if hostl is None else hostl)
             g[G_RECON] = 0
             if g[G_ERR] != ERR_NEED_OPS:
                 return istat
@@ -727,7 +848,8 @@ class Engine:
 
     def run(self, prog: np.ndarray, *, record: bool = False, close_rows: bool = True,
             start_cycle: int | None = None, command_names: tuple[str, ...] | None = None,
-            validate: bool = True, instr_times: bool = False, op_stats: bool = True) -> EngineResult:
+            validate: bool = True, instr_times: bool = False, op_stats: bool = True,
+            host_lines: np.ndarray | None = None) -> EngineResult:
         """Time `prog` from the current state.
 
         `start_cycle` is the cycle the program is handed to the controller: every channel it
@@ -735,7 +857,9 @@ class Engine:
         channel's front end (an error). None: when every command already issued to the touched
         channels has completed. `cycles` counts from it. `command_names`, when given, must be
         the engine's own command table (ids are meaningless under another). `validate=False`
-        trusts the program (a compiler's output validated once)."""
+        trusts the program (a compiler's output validated once). `host_lines` (aim front end
+        only): per instruction, the trace lines without DRAM work (EWADD, GPR/CFR access) decoded
+        just before it, one cycle each."""
         if command_names is not None and command_names != self.std.command_names \
                 and tuple(command_names) != self.std.command_names:
             raise ValueError(f"program was built for a command table {tuple(command_names)}, but this engine's "
@@ -744,6 +868,15 @@ class Engine:
             prog = np.ascontiguousarray(prog, dtype=np.int64)
         if validate:
             _validate_program(prog, self.std, self.cfg)
+        if host_lines is not None:
+            if self.front_end != "aim":
+                raise ValueError(f"host_lines applies to the aim front end; this engine's front end is {self.front_end!r}")
+            host_lines = np.ascontiguousarray(host_lines, dtype=np.int64)
+            if host_lines.shape != (len(prog),):
+                raise ValueError(f"host_lines must have one count per instruction ({len(prog)}), got shape {host_lines.shape}")
+            if len(host_lines) and host_lines.min() < 0:
+                i = int(np.argmin(host_lines))
+                raise ValueError(f"host_lines[{i}] = {int(host_lines[i])}: a count of trace lines must be >= 0")
         if start_cycle is None:
             start = -1
         elif start_cycle < 0:
@@ -755,17 +888,17 @@ class Engine:
             saved = self.snapshot()
             cap = self._record_bound(prog)
             rec = np.zeros((cap, N_REC), np.int64)
-            istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, cap)
+            istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, cap, host_lines)
             n = int(self.g[G_RECN])
             if n > cap:  # more refreshes than the bound foresaw: time it again with room for all
                 self.restore(saved)
                 rec = np.zeros((n, N_REC), np.int64)
-                istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, n)
+                istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, n, host_lines)
             schedule = np.zeros(n, SCHEDULE_DTYPE)
             for col, name in enumerate(SCHEDULE_DTYPE.names):
                 schedule[name] = rec[:n, col]
         else:
-            istat = self._exec(prog, _NO_REC, start, close_rows, 0, op_stats, instr_times, 0)
+            istat = self._exec(prog, _NO_REC, start, close_rows, 0, op_stats, instr_times, 0, host_lines)
         g = self.g
         if g[G_ERR] == ERR_START_BEFORE_FRONT:
             ch = int(g[G_ERRV])
@@ -774,7 +907,8 @@ class Engine:
         n_ops = int(g[G_NOPS]) if op_stats else 0
         return EngineResult(int(g[G_START]), int(g[G_RUN_FINISH]), self._ucounts, self.std.command_names,
                             self.tck_ns, self.nrfc, self._runbuf, self._opstat[:n_ops].copy(),
-                            self._opcnt[:n_ops].copy(), istat if instr_times else None, schedule)
+                            self._opcnt[:n_ops].copy(), istat if instr_times else None, schedule,
+                            int(g[G_DECODE]) if self.front_end == "aim" else None)
 
     def _record_bound(self, prog: np.ndarray) -> int:
         """Commands a run can issue at most, refresh aside: each column/simple command may need a

@@ -379,8 +379,8 @@ def test_generator_usage_errors(tmp_path, capsys, args, words):
 def test_trace_parse_bench_prints_its_figure_line():
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "trace_parse.py"), "--lines", "3000"],
                          capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout
-    m = re.fullmatch(r"stream=trace_parse lines=3000 wall_s=[\d.]+ lines_per_s=\d+ peak_rss_mb=\d+ instructions=(\d+)\n",
-                     out)
+    m = re.fullmatch(r"stream=trace_parse lines=3000 wall_s=[\d.]+ lines_per_s=\d+ peak_rss_mb=\d+ instructions=(\d+)"
+                     r" cpu_s=[\d.]+\n", out)
     assert m, out
     # 3000 lines = 176 periods of 17 lines (14 make a row; W CFR, EWADD and the comment do not),
     # then the first 7 lines of a period (all rows) and EOC

@@ -180,7 +180,7 @@ def test_cli_run_trace_golden_and_json(tmp_path, capsys):
     trace = write(tmp_path, "# four row passes\n" + "".join(f"AiM MAC_ABK 64 0xc0000000 {r}\n" for r in range(4)),
                   "t.trace")
     out = tmp_path / "res.json"
-    assert cli(["run-trace", str(trace), "--hw", "aim-32ch", "--no-refresh", "--json", str(out)]) == 0
+    assert cli(["run-trace", str(trace), "--hw", "aim-32ch", "--no-refresh", "--front-end", "pim-gpt", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["cycles"] == 4 * 226
     assert res["commands"] == {"ACT16": 8, "PREA": 8, "MAC16": 512}

@@ -101,7 +101,7 @@ def test_export_trace_then_run_trace_reproduces_the_step(tmp_path, capsys, model
     trace, out = tmp_path / "step.trace", tmp_path / "r.json"
     assert cli(["export-trace", "--format", "aim", "--model", model, "--hw", "pim-gpt", "--position", str(position),
                 "-o", str(trace)]) == 0
-    assert cli(["run-trace", str(trace), "--hw", "pim-gpt", "--no-refresh", "--json", str(out)]) == 0
+    assert cli(["run-trace", str(trace), "--hw", "pim-gpt", "--no-refresh", "--front-end", "pim-gpt", "--json", str(out)]) == 0
     back = json.loads(out.read_text())
     cfg = load_config("pim-gpt")
     prog = compile_step(get_spec(model), cfg, position, row_commands="controller")
