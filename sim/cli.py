@@ -467,7 +467,9 @@ def _cmd_export_trace(argv: list[str]) -> int:
             os.unlink(tmp)
         raise
     print(f"wrote {out}: {text.count(chr(10)):,} lines ({prog.model} on {cfg.name}, position {prog.position}, "
-          f"strategy {prog.strategy}, rows left to the controller); time it with: pimsim run-trace {out} --hw {a.hw}")
+          f"strategy {prog.strategy}, rows left to the controller); time it with: pimsim run-trace {out} --hw {a.hw} "
+          "--front-end pim-gpt (the timing of pimsim compile --row-commands controller; --front-end aim models "
+          "that simulator's own front end)")
     return 0
 
 
