@@ -4,8 +4,9 @@
   capacity errors that say what would fit.
 - `kernels`, `compile`: one decode step -> `hw_configs.program.Program` (PIM instruction blocks in
   the `hw_configs.isa` format, ASIC ops, I/O), cached by shape.
-- `executor`: the exact numpy executor that runs a Program on a memory image (the proof).
-- `stats`, `export`: program statistics and the AiM trace writer.
+- `executor`: the exact numpy executor that runs a Program on a memory image (the proof);
+  `accuracy`: the reference and the executor on the same tokens.
+- `stats`, `export`: program statistics (row passes, floors, padding) and the AiM trace writer.
 
 May import `hw_configs` and `workloads`; never `sim` (the Program is the contract).
 """

@@ -82,11 +82,11 @@ def row_passes(ins: np.ndarray, dev: Device) -> np.ndarray:
     return np.array([len(p) for p in row_pass_columns(ins, dev)], np.int64)
 
 
-def row_hit_rate(command_totals: dict[str, int], column_commands: tuple[str, ...]) -> float:
-    """1 - activations / column accesses, from a timing run's command totals."""
+def row_hit_rate(command_totals: dict[str, int], column_commands: tuple[str, ...]) -> float | None:
+    """1 - activations / column accesses, from a timing run's command totals (None: no access)."""
     cols = sum(command_totals.get(c, 0) for c in column_commands)
     acts = command_totals.get("ACT", 0) + command_totals.get("ACT16", 0)
-    return 1.0 - acts / cols if cols else float("nan")
+    return 1.0 - acts / cols if cols else None
 
 
 def op_stats(op, dev: Device, names: tuple[str, ...]) -> dict:
@@ -143,7 +143,7 @@ def add_timing(stats: dict, cycles: int, command_totals: dict[str, int], column_
     t = stats["total"]
     t["pim_cycles"] = int(cycles)
     t["pim_time_us"] = cycles * tck_ns / 1e3
-    t["pim_over_floor"] = cycles / t["row_pass_floor_cycles"] if t["row_pass_floor_cycles"] else float("nan")
+    t["pim_over_floor"] = cycles / t["row_pass_floor_cycles"] if t["row_pass_floor_cycles"] else None
     if t.get("row_pass_floor_exact_cycles"):
         t["pim_over_exact_floor"] = cycles / t["row_pass_floor_exact_cycles"]
     t["row_activations"] = command_totals.get("ACT16", 0) + command_totals.get("ACT", 0)

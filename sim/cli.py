@@ -283,6 +283,10 @@ def _cmd_models(argv: list[str]) -> int:
 # --------------------------------------------------------------------------- mapping commands
 
 
+def _ratio(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
 def _add_step(p: argparse.ArgumentParser, position: bool = True) -> None:
     from mapping.placement import STRATEGIES
 
@@ -304,7 +308,7 @@ def _cmd_compile(argv: list[str]) -> int:
     from sim.config import load_config
     from sim.derived import derived_figures
     from sim.engine import Engine
-    from sim.results import provenance, write_json_atomic
+    from sim.results import check_output_path, provenance, write_json_atomic
     from workloads import get_spec
 
     p = argparse.ArgumentParser(prog="pimsim compile", description="compile one decode step; print its statistics "
@@ -315,6 +319,8 @@ def _cmd_compile(argv: list[str]) -> int:
     p.add_argument("--no-refresh", action="store_true", help="time without refresh")
     p.add_argument("--json", metavar="OUT", help="write totals, per-tag and per-op statistics to this JSON file")
     a = p.parse_args(argv)
+    if a.json:
+        check_output_path(a.json)  # before any work
     cfg = load_config(a.hw, _overrides(a.set))
     comp = compiler_for(get_spec(a.model), cfg, a.strategy, a.context, a.row_commands)
     prog = comp.compile(a.position)
@@ -340,10 +346,10 @@ def _cmd_compile(argv: list[str]) -> int:
           f"{t['instructions']:,} PIM instructions")
     print(f"  pim_cycles={t['pim_cycles']:,} ({t['pim_time_us']:.1f} us)  row_pass_floor_cycles="
           f"{t['row_pass_floor_cycles']:,} ({t['row_passes_busiest_channel']:,} row passes x {row_pass})  "
-          f"pim/floor={t['pim_over_floor']:.3f}")
-    print(f"  row_pass_floor_exact_cycles={t['row_pass_floor_exact_cycles']:,} (each pass at its own column count)  "
-          f"pim/exact_floor={t['pim_over_exact_floor']:.3f}")
-    print(f"  row_hit_rate={t['row_hit_rate']:.4f}  row_activations={t['row_activations']:,}  "
+          f"pim/floor={_ratio(t['pim_over_floor'])}")
+    print(f"  row_pass_floor_exact_cycles={t.get('row_pass_floor_exact_cycles', 0):,} (each pass at its own column "
+          f"count)  pim/exact_floor={_ratio(t.get('pim_over_exact_floor'))}")
+    print(f"  row_hit_rate={_ratio(t['row_hit_rate'], 4)}  row_activations={t['row_activations']:,}  "
           f"mode_changes={t['mode_changes']:,}  refreshes={t['refreshes']:,}")
     print(f"  MAC16={t['mac16']:,}  GB_writes={t['gb_writes']:,}  MAC_reads={t['mac_reads']:,}  "
           f"KV_writes={t['kv_writes']:,}  reads={t['reads']:,}  io_bytes={t['io_bytes']:,}  "
@@ -367,13 +373,15 @@ def _cmd_compile(argv: list[str]) -> int:
 def _cmd_place(argv: list[str]) -> int:
     from mapping.placement import place, placement_summary, placement_table
     from sim.config import load_config
-    from sim.results import provenance, write_json_atomic
+    from sim.results import check_output_path, provenance, write_json_atomic
     from workloads import get_spec
 
     p = argparse.ArgumentParser(prog="pimsim place", description="where every weight matrix and the KV cache live")
     _add_step(p, position=False)
     p.add_argument("--json", metavar="OUT", help="write the table and summary to this JSON file")
     a = p.parse_args(argv)
+    if a.json:
+        check_output_path(a.json)
     cfg = load_config(a.hw, _overrides(a.set))
     pl = place(get_spec(a.model), cfg, a.strategy, a.context)
     rows, s = placement_table(pl), placement_summary(pl)
@@ -398,7 +406,7 @@ def _cmd_accuracy(argv: list[str]) -> int:
     from mapping.kernels import ROW_COMMANDS
     from mapping.placement import STRATEGIES
     from sim.config import load_config
-    from sim.results import provenance, write_json_atomic
+    from sim.results import check_output_path, provenance, write_json_atomic
     from workloads import load_model
 
     p = argparse.ArgumentParser(prog="pimsim accuracy", description="run the reference and the compiled programs "
@@ -414,6 +422,8 @@ def _cmd_accuracy(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of random weights and random prompt tokens")
     p.add_argument("--json", metavar="OUT", help="write summary and per-token figures to this JSON file")
     a = p.parse_args(argv)
+    if a.json:
+        check_output_path(a.json)
     cfg = load_config(a.hw, _overrides(a.set))
     model = load_model(a.model, weights=a.weights, seed=a.seed)
     out = accuracy(model, cfg, a.tokens, a.strategy, a.row_commands, a.numerics, a.seed)
@@ -427,9 +437,13 @@ def _cmd_accuracy(argv: list[str]) -> int:
 
 
 def _cmd_export_trace(argv: list[str]) -> int:
+    import os
+    import tempfile
+
     from mapping.compile import compile_step
     from mapping.export import aim_trace
     from sim.config import load_config
+    from sim.results import check_output_path
     from workloads import get_spec
 
     p = argparse.ArgumentParser(prog="pimsim export-trace", description="write the PIM part of a decode step as a "
@@ -439,17 +453,23 @@ def _cmd_export_trace(argv: list[str]) -> int:
     _add_step(p)
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     a = p.parse_args(argv)
+    out = check_output_path(a.output)
     cfg = load_config(a.hw, _overrides(a.set))
     prog = compile_step(get_spec(a.model), cfg, a.position, a.strategy, a.context, row_commands="controller")
     text = aim_trace(prog, cfg.dram.channels)
-    from pathlib import Path
-
-    out = Path(a.output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     print(f"wrote {out}: {text.count(chr(10)):,} lines ({prog.model} on {cfg.name}, position {prog.position}, "
-          f"strategy {prog.strategy}, rows left to the controller); time it with: pimsim run-trace {out} --hw {a.hw}")
+          f"strategy {prog.strategy}, rows left to the controller); time it with: pimsim run-trace {out} --hw {a.hw} "
+          "--front-end pim-gpt (the timing of pimsim compile --row-commands controller; --front-end aim models "
+          "that simulator's own front end)")
     return 0
 
 
