@@ -182,3 +182,17 @@ def test_channels_scale_near_linearly():
 def test_overlap_hides_asic_and_io_behind_pim_on_gpt2_xl():
     s = one_token("gpt2-xl")
     assert s["latency_s_per_token_mean"] <= 1.02 * s["pim_only_s_per_token"]
+
+
+def test_pimsim_run_writes_the_result_and_checks_its_path_first(tmp_path, capsys):
+    from sim.cli import main as cli
+
+    out = tmp_path / "run.json"
+    assert cli(["run", "--model", "gpt2-small", "--prompt-len", "1", "--gen-len", "1", "--no-progress",
+                "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [t["position"] for t in doc["tokens"]] == [0, 1] and doc["config"]["mode"] == "overlap"
+    assert "latency per token" in capsys.readouterr().out
+    assert cli(["run", "--model", "gpt2-small", "--json", str(tmp_path)]) == 2       # a directory
+    assert cli(["run", "--model", "gpt2-small", "--mode", "fast", "--no-progress"]) == 2
+    assert "unknown mode 'fast'" in capsys.readouterr().err
