@@ -11,10 +11,8 @@ across steps except the compiled position-independent part of the Program.
 """
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -56,14 +54,6 @@ class Generation:
                 "summary": self.summary}
 
 
-def _row_pass_cycles(cfg: HardwareConfig) -> int:
-    figs = {f.name: f.value for f in derived_figures(cfg)}
-    return int(figs["row_pass_cycles"])
-
-
-def _peak_internal_bytes_per_s(cfg: HardwareConfig) -> float:
-    figs = {f.name: f.value for f in derived_figures(cfg)}
-    return figs["peak_internal_bandwidth"] * 1e9
 
 
 def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None):
@@ -93,8 +83,9 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
     compiler = compiler_for(spec, cfg, strategy, context)  # placement: capacity errors happen here
     system = SystemModel(cfg, mode=mode, refresh=refresh)
     pim_only = Engine(cfg, refresh=refresh)
-    row_pass = _row_pass_cycles(cfg)
-    peak_bw = _peak_internal_bytes_per_s(cfg)
+    figs = {f.name: f.value for f in derived_figures(cfg)}
+    row_pass = int(figs["row_pass_cycles"])
+    peak_bw = figs["peak_internal_bandwidth"] * 1e9  # bytes/s
     t = cfg.dram.timing
     refresh_on = system.engine.refresh
     refresh_factor = t["nREFI"] / (t["nREFI"] - t["nRFC"]) if refresh_on else 1.0
@@ -112,8 +103,8 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
     for p in positions:
         prog = compiler.compile(p)
         step = system.run_step(prog)
-        pim = [op.instructions for op in prog.ops if hasattr(op, "instructions") and len(op.instructions)]
-        alone = pim_only.run(np.concatenate(pim), validate=False, op_stats=False, close_rows=False) if pim else None
+        pim = prog.pim_instructions()  # the PIM part back to back, no ASIC or I/O waits
+        alone = pim_only.run(pim, validate=False, op_stats=False, close_rows=False) if len(pim) else None
         floor = float(step.command_counts_per_channel[:, act16].max()) * row_pass * refresh_factor
         bound = (weight_bytes + kv_per_pos * (p + 1)) / peak_bw
         steps.append(step)

@@ -179,8 +179,7 @@ def test_fast_reader_equals_reference_on_text(cfgs, seed, which, chunk):
         return with_chunk(chunk, load_aim_trace, text, cfg) != outcome(load_aim_trace_reference, text, cfg)
 
     lines = trace_lines(seed)
-    if fails("".join(lines)):
-        pytest.fail(f"fast and reference readers differ on {smallest_failing(lines, fails)!r}")
+    assert not fails("".join(lines)), f"fast and reference readers differ on {smallest_failing(lines, fails)!r}"
 
 
 def write_temp(data: bytes) -> Path:

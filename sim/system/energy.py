@@ -99,13 +99,15 @@ class EnergyModel:
 
     # ---- everything ---------------------------------------------------------------------------------
     def breakdown(self, *, command_counts, active_cycles, precharged_cycles, link_bytes: int,
-                  asic_ops: Iterable[AsicOp], duration_cycles: int) -> dict:
+                  asic_ops: Iterable[AsicOp], duration_cycles: int, asic_dynamic_pj: float | None = None) -> dict:
         """All terms in joules, nested; `total` is the sum of the leaves.
 
         command_counts: [..., n_cmd] commands issued; active/precharged_cycles: [channels] cycles each
         channel spent with some bank open / all banks precharged, summing to `duration_cycles` (the
         run's length in DRAM cycles); link_bytes: bytes of transfers that are not DRAM commands
-        (IoOps; the DQ data of io_commands is derived from the counts).
+        (IoOps; the DQ data of io_commands is derived from the counts). `asic_dynamic_pj`, when
+        given, replaces the sum over `asic_ops` (a caller that already summed cached per-shape
+        energies).
         """
         act, pre = np.asarray(active_cycles), np.asarray(precharged_cycles)
         if act.shape != pre.shape:
@@ -119,7 +121,7 @@ class EnergyModel:
             "pim_commands": {n: v * j for n, v in self.command_pj(command_counts).items()},
             "background": {k: v * j for k, v in self.background_pj(act, pre).items()},
             "io": self.io_pj(self.dq_bytes(command_counts) + link_bytes) * j,
-            "asic": {"dynamic": self.asic_dynamic_pj(asic_ops) * j,
+            "asic": {"dynamic": (self.asic_dynamic_pj(asic_ops) if asic_dynamic_pj is None else asic_dynamic_pj) * j,
                      "leakage": self.asic_leakage_pj(duration_cycles) * j},
         }
         out["total"] = sum(_leaves(out))

@@ -323,19 +323,11 @@ class SystemModel:
         active = eng.active_cycles(t1) - active0
         act = np.minimum(active, duration)
         energy = self.energy.breakdown(command_counts=counts, active_cycles=act, precharged_cycles=duration - act,
-                                       link_bytes=acc["io_bytes"], asic_ops=(), duration_cycles=duration)
-        energy["asic"]["dynamic"] = acc["asic_pj"] * 1e-12
-        energy["total"] = _total(energy)
+                                       link_bytes=acc["io_bytes"], asic_ops=(), duration_cycles=duration,
+                                       asic_dynamic_pj=acc["asic_pj"])
         return StepResult(position=program.position, start_cycle=t0, finish_cycle=t1, tck_ns=self.tck_ns,
                           latency_cycles_by_tag=by_tag, energy_j=energy, command_counts=counts.sum(axis=0),
                           command_counts_per_channel=counts, row_hits=acc["hits"], row_misses=acc["misses"],
                           refreshes=acc["refreshes"], io_bytes=acc["io_bytes"], n_ops=n, op_start=start,
                           op_finish=finish, critical=critical)
 
-
-def _total(energy: dict) -> float:
-    def leaves(d):
-        if isinstance(d, dict):
-            return [x for k, v in d.items() if k != "total" for x in leaves(v)]
-        return [float(d)]
-    return sum(leaves(energy))
