@@ -12,6 +12,14 @@ The column-burst shortcut: after the first command of an n-command burst to an o
 rows whose earlier command is the burst's own command can bind (every other earlier command is
 already satisfied by the first), so the k-th command issues exactly `self_gap` after the previous
 one until a refresh falls due. `fast=False` disables it; tests show both agree to the cycle.
+
+Lock step: channels that are in the same state and that every instruction of a run addresses
+alike issue the same commands at the same cycles, so the run times one of them (the leader) and
+gives the others its outcome. Channels remember which of them are in the same state (a class
+label that a run keeps, splits or, after a state comparison, merges). The comparison treats two
+last-issue cycles as equal when both lie further before the run's start than the largest
+constraint, since neither can bind again. `lockstep=False` times every channel; tests show both
+agree on every figure a run reports.
 """
 from __future__ import annotations
 
@@ -34,10 +42,12 @@ NO_LIMIT = 1 << 62
 T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, T_HOSTRW, N_TAB = range(12)
 # par[:] scalars
 (P_GAP, P_ACT, P_ACT_ALL, P_PRE, P_PRE_ALL, P_REF, P_MODE_CMD, P_BPG, P_NB, P_NG, P_NREFI, P_REFRESH,
- P_FAST, P_NWIN, P_WMAX, P_MAX_OWED, P_FRONT, P_QCAP, N_PAR) = range(19)
+ P_FAST, P_NWIN, P_WMAX, P_MAX_OWED, P_FRONT, P_QCAP, P_LOCKSTEP, P_FLOOR, N_PAR) = range(21)
 # chs[ch, :] per-channel state, cumulative over runs
 (C_UNIFORM, C_NOPEN, C_MODE, C_LAST, C_FINISH, C_DUE, C_HITS, C_MISSES, C_FRONT, C_REFS, C_OPEN_SINCE,
- C_ACTIVE, C_QN, C_QKIND, N_CHS) = range(15)
+ C_ACTIVE, C_QN, C_QKIND, C_CLASS, N_CHS) = range(16)
+# C_CLASS: channels with the same value are in the same state (lock step: one is timed for all);
+# the value is a member's index.
 # run[ch, :] per-channel figures of one run
 U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
 # g[:] scalars of one call
@@ -97,6 +107,14 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     qcap = par[P_QCAP]
     qr = qring.shape[1]
     have_hostl = hostl.shape[0] > 0
+    # lock step: channels in the same state that every instruction treats alike are timed once
+    # (their leader) and take the leader's outcome afterwards; exact, because the core is
+    # deterministic and the state comparison ignores only what can no longer bind
+    lead = np.arange(n_channels)  # lead[ch] == ch: timed; else the channel that is timed for it
+    nfol = np.zeros(n_channels, np.int64)  # per leader: its followers fol[leader, :nfol]
+    fol = np.zeros((n_channels, n_channels), np.int64)
+    join_last = np.zeros(n_channels, np.int64)  # per follower: its leader's C_LAST when it joined
+    floor_dt = par[P_FLOOR]
 
     def earliest(ch, cmd, bank, release):
         """Earliest legal issue cycle of `cmd` (a bank or ALL_BANKS) on channel `ch`."""
@@ -145,29 +163,40 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             chs[ch, C_OPEN_SINCE] = t
         elif n_open == 0 and was_open:
             chs[ch, C_ACTIVE] += t - chs[ch, C_OPEN_SINCE]
+        for j in range(nfol[ch]):  # followers open and close with their leader
+            f = fol[ch, j]
+            if n_open > 0 and not was_open:
+                chs[f, C_OPEN_SINCE] = t
+            elif n_open == 0 and was_open:
+                chs[f, C_ACTIVE] += t - chs[f, C_OPEN_SINCE]
 
     def account(ch, cmd, t, d, n):
-        """Counts and finish times of `n` commands `cmd`, the last one completing at `d`."""
-        counts[ch, cmd] += n
+        """Counts and finish times of `n` commands `cmd`, the last one completing at `d`, on
+        channel `ch` and its lock-step followers."""
         owner = g[G_OWNER]
-        if owner == OWNER_IDLE:
+        for j in range(nfol[ch] + 1):
+            c = ch if j == 0 else fol[ch, j - 1]
+            counts[c, cmd] += n
+            if owner == OWNER_IDLE:
+                continue
+            ucounts[c, cmd] += n
+            if owner == OWNER_REFRESH:
+                continue
+            if d > chs[c, C_FINISH]:
+                chs[c, C_FINISH] = d
+            if d > run[c, U_FINISH]:
+                run[c, U_FINISH] = d
+            if run[c, U_FIRST] < 0:
+                run[c, U_FIRST] = t
+        if owner != OWNER_PROGRAM:
             return
-        ucounts[ch, cmd] += n
-        if owner == OWNER_REFRESH:
-            return
-        if d > chs[ch, C_FINISH]:
-            chs[ch, C_FINISH] = d
-        if d > run[ch, U_FINISH]:
-            run[ch, U_FINISH] = d
-        if run[ch, U_FIRST] < 0:
-            run[ch, U_FIRST] = t
         if d > g[G_RUN_FINISH]:
             g[G_RUN_FINISH] = d
         if d > g[G_IDONE]:
             g[G_IDONE] = d
         if want_ops:
             op = g[G_OPID]
-            opcnt[op, cmd] += n
+            opcnt[op, cmd] += n * (nfol[ch] + 1)  # a lock-step leader counts for its followers
             if opstat[op, 0] < 0:
                 opstat[op, 0] = t
             if d > opstat[op, 1]:
@@ -218,11 +247,13 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             chs[ch, C_MODE] = MODE_REG if chs[ch, C_MODE] == MODE_MEM else MODE_MEM
         elif cmd == c_ref:  # any refresh, the controller's or a raw one, meets the next obligation
             chs[ch, C_DUE] += nrefi
-            chs[ch, C_REFS] += 1
-            if g[G_OWNER] == OWNER_IDLE:
-                run[ch, U_IDLE_REFS] += 1
-            else:
-                run[ch, U_REFS] += 1
+            for j in range(nfol[ch] + 1):
+                c = ch if j == 0 else fol[ch, j - 1]
+                chs[c, C_REFS] += 1
+                if g[G_OWNER] == OWNER_IDLE:
+                    run[c, U_IDLE_REFS] += 1
+                else:
+                    run[c, U_REFS] += 1
         target = ALL_BANKS if all_target else bank
         if tab[cmd, T_OPEN] != 0:
             set_rows(ch, target, row, t)
@@ -316,12 +347,14 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             issue(ch, nxt, nbk, row, col, t, release)
             if nxt == cmd:
                 if is_col:
-                    if needed_act:
-                        chs[ch, C_MISSES] += 1
-                        run[ch, U_MISSES] += 1
-                    else:
-                        chs[ch, C_HITS] += 1
-                        run[ch, U_HITS] += 1
+                    for j in range(nfol[ch] + 1):
+                        c = ch if j == 0 else fol[ch, j - 1]
+                        if needed_act:
+                            chs[c, C_MISSES] += 1
+                            run[c, U_MISSES] += 1
+                        else:
+                            chs[c, C_HITS] += 1
+                            run[c, U_HITS] += 1
                 return t
             if nxt == c_act or nxt == c_act_all:
                 needed_act = True
@@ -370,10 +403,86 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             chs[ch, C_LAST] = t
             account(ch, cmd, t - (n - 1) * gap, t + tab[cmd, T_DONE], n)
             if is_col:
-                chs[ch, C_HITS] += n
-                run[ch, U_HITS] += n
+                for j in range(nfol[ch] + 1):
+                    c = ch if j == 0 else fol[ch, j - 1]
+                    chs[c, C_HITS] += n
+                    run[c, U_HITS] += n
             k += n
         return t + tab[cmd, T_DONE]
+
+    def same_state(a, b, t_from):
+        """Channels a and b time every later command alike: equal open rows, mode, refresh
+        phase, front end and last command, and equal last-issue cycles wherever one could still
+        bind. No later command issues before t0 (the bus spacing after the last command, and
+        `t_from`), so an issue cycle more than the largest constraint before t0 binds nothing."""
+        for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT):
+            if chs[a, k] != chs[b, k]:
+                return False
+        t0 = max(t_from, min(chs[a, C_LAST], chs[b, C_LAST]) + issue_gap)
+        if max(chs[a, C_LAST], t0 - issue_gap) != max(chs[b, C_LAST], t0 - issue_gap):
+            return False
+        for bk in range(nb):
+            if orow[a, bk] != orow[b, bk]:
+                return False
+        lo = t0 - floor_dt
+        for c in range(n_cmd):
+            for k in range(last.shape[2]):
+                if max(last[a, c, k], lo) != max(last[b, c, k], lo):
+                    return False
+        for w in range(n_win):
+            if ring[a, w, wmax] != ring[b, w, wmax]:
+                return False
+            if min(ring[a, w, wmax + 1], win[w, W_SIZE]) != min(ring[b, w, wmax + 1], win[w, W_SIZE]):
+                return False
+            for k in range(wmax):
+                if max(ring[a, w, k], lo) != max(ring[b, w, k], lo):
+                    return False
+        return True
+
+    def regroup(mask, every_ok, t_from):
+        """Before an instruction for `mask`: dissolve the groups it splits (followers take their
+        leader's state), then let leaders in `mask` whose states are equal join one group
+        (only channels in `every_ok` when the classes of the previous run are trusted)."""
+        for r in range(n_channels):
+            if nfol[r] == 0:
+                continue
+            inside = (mask >> r) & 1
+            split = False
+            for j in range(nfol[r]):
+                if (mask >> fol[r, j]) & 1 != inside:
+                    split = True
+            if not split:
+                continue
+            for j in range(nfol[r]):  # the state a follower shares with its leader becomes its own
+                f = fol[r, j]
+                last[f, :, :] = last[r, :, :]
+                orow[f, :] = orow[r, :]
+                ring[f, :, :] = ring[r, :, :]
+                for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT, C_QN, C_QKIND):
+                    chs[f, k] = chs[r, k]
+                if chs[r, C_LAST] != join_last[f]:
+                    chs[f, C_LAST] = chs[r, C_LAST]
+                lead[f] = f
+            nfol[r] = 0
+        for ch in range(n_channels):
+            if (mask >> ch) & 1 == 0 or lead[ch] != ch:
+                continue
+            for c2 in range(ch):
+                if (mask >> c2) & 1 and lead[c2] == c2 and (
+                        ((every_ok >> ch) & 1 and (every_ok >> c2) & 1 and chs[c2, C_CLASS] == chs[ch, C_CLASS])
+                        or same_state(c2, ch, t_from)):
+                    # ch and its followers join c2's group; a follower keeps the last-command
+                    # cycle ch gave it, the rest of ch's state is c2's by equivalence
+                    for j in range(nfol[ch] + 1):
+                        f = ch if j == 0 else fol[ch, j - 1]
+                        if j > 0 and chs[ch, C_LAST] != join_last[f]:
+                            chs[f, C_LAST] = chs[ch, C_LAST]
+                        lead[f] = c2
+                        fol[c2, nfol[c2]] = f
+                        nfol[c2] += 1
+                        join_last[f] = chs[c2, C_LAST]
+                    nfol[ch] = 0
+                    break
 
     def close_all(ch, release):
         """Precharge every open row; the cycle the precharge completes (release if none was open)."""
@@ -436,6 +545,13 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         while refresh_on and chs[ch, C_DUE] < start:
             do_refresh(ch, False, OWNER_IDLE)
 
+    # lock step (not with the aim front end's per-channel buffers, nor in a recorded run, the
+    # oracle): groups are formed before the first instruction, trusting the classes the last run
+    # left, and revised where the channel mask or the op changes
+    lockstep = par[P_LOCKSTEP] != 0 and not aim and g[G_RECON] == 0
+    prev_mask = -1
+    prev_op = -1
+
     # ---- the program, instruction by instruction; one more step closes the rows of the
     #      channels it touched (a single call site of each closure keeps the core small)
     g[G_OWNER] = OWNER_PROGRAM
@@ -455,6 +571,10 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             flags = 0  # the closing precharge is recorded as one past the last instruction
         g[G_INSTR] = i
         g[G_IDONE] = -1
+        if lockstep and (mask != prev_mask or g[G_OPID] != prev_op):
+            regroup(mask, touched if i == 0 else 0, start)
+            prev_mask = mask
+            prev_op = g[G_OPID]
         line = aim and i < n_instr
         if line:
             if have_hostl:  # host-only lines before this one: one decode cycle each
@@ -465,7 +585,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             if (op == OP_COLUMN or op == OP_SIMPLE or op == OP_RAW) and tab[prog[i, F_CMD], T_HOSTRW] != 0:
                 kind = QK_HOST_RW
         for ch in range(n_channels):
-            if (mask >> ch) & 1 == 0:
+            if (mask >> ch) & 1 == 0 or lead[ch] != ch:
                 continue
             release = chs[ch, C_FRONT]
             if line:
@@ -546,6 +666,28 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                 if (mask >> ch) & 1 and d > chs[ch, C_FRONT]:
                     chs[ch, C_FRONT] = d
     g[G_DECODE] = dec
+
+    # ---- followers take their leader's state; the classes record which channels ended alike
+    for ch in range(n_channels):
+        r = lead[ch]
+        if r == ch:
+            continue
+        last[ch, :, :] = last[r, :, :]
+        orow[ch, :] = orow[r, :]
+        ring[ch, :, :] = ring[r, :, :]
+        for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT, C_QN, C_QKIND):
+            chs[ch, k] = chs[r, k]
+        if chs[r, C_LAST] != join_last[ch]:
+            chs[ch, C_LAST] = chs[r, C_LAST]
+    first_free = np.full(n_channels, -1, np.int64)  # per old class: its lowest untouched member
+    for ch in range(n_channels):
+        old = chs[ch, C_CLASS]
+        if (touched >> ch) & 1:
+            chs[ch, C_CLASS] = lead[ch]
+        else:
+            if first_free[old] < 0:
+                first_free[old] = ch
+            chs[ch, C_CLASS] = first_free[old]
 
 
 # --------------------------------------------------------------------------- Python surface
@@ -732,7 +874,7 @@ class Engine:
       the other kind enters only once the previous request left."""
 
     def __init__(self, cfg: HardwareConfig, refresh: bool | None = None, fast: bool = True,
-                 front_end: str = "pim-gpt"):
+                 front_end: str = "pim-gpt", lockstep: bool = True):
         if front_end not in FRONT_ENDS:
             raise ValueError(f"unknown front end {front_end!r}; expected one of {sorted(FRONT_ENDS)}")
         self.front_end = front_end
@@ -768,6 +910,10 @@ class Engine:
         par[P_WMAX] = int(std.win_size.max())
         par[P_MAX_OWED] = MAX_POSTPONED_REFRESHES
         par[P_FRONT], par[P_QCAP] = FRONT_ENDS[front_end], AIM_QUEUE_ENTRIES
+        par[P_LOCKSTEP] = lockstep
+        # an issue cycle this far before a run's start can bind no later command
+        par[P_FLOOR] = max(int(self.rows[:, ROW_CYCLES].max(initial=0)), int(win[:, W_CYCLES].max(initial=0)),
+                           int(std.issue_gap), 0) + 1
         self.par = par
         self.n_cmd = n_cmd
         self.n_channels = d.channels
@@ -785,6 +931,7 @@ class Engine:
         chs[:, C_MODE] = MODE_MEM
         chs[:, C_LAST] = NEVER
         chs[:, C_DUE] = self.par[P_NREFI]
+        chs[:, C_CLASS] = 0  # an idle device: every channel in the same state
         self.chs = chs
         self.orow = np.full((c, b), -1, np.int64)
         self.counts = np.zeros((c, n_cmd), np.int64)
