@@ -34,15 +34,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from hw_configs.program import AsicOp, IoOp, PimOp, Program
+from hw_configs.isa import N_FIELDS
+from hw_configs.program import TAGS, AsicOp, IoOp, PimOp, Program
 from sim.config import ConfigError, HardwareConfig
-from sim.engine import Engine
+from sim.engine import _NO_LINES, _NO_REC, _NO_STAT, Engine
+from sim.system import dispatch as D
 from sim.system.asic import AsicModel
 from sim.system.energy import EnergyModel
 
 MODES = ("serial", "overlap")
 FRONT_ENDS = ("pim-gpt",)
-KIND_PIM, KIND_ASIC, KIND_IO = 0, 1, 2
+KERNELS = ("compiled", "simpy")
+KIND_PIM, KIND_ASIC, KIND_IO = D.KIND_PIM, D.KIND_ASIC, D.KIND_IO
+_TAG_ID = {t: i for i, t in enumerate(TAGS)}
 
 
 @dataclass
@@ -85,7 +89,9 @@ class SystemModel:
     (the engine's bank state, refresh phase and open rows carry from step to step)."""
 
     def __init__(self, cfg: HardwareConfig, mode: str = "overlap", front_end: str = "pim-gpt",
-                 refresh: bool | None = None):
+                 refresh: bool | None = None, kernel: str = "compiled"):
+        if kernel not in KERNELS:
+            raise ConfigError("--kernel", "kernel", f"unknown dispatcher '{kernel}'; expected one of {', '.join(KERNELS)}")
         if mode not in MODES:
             raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
         if front_end not in FRONT_ENDS:
@@ -104,8 +110,12 @@ class SystemModel:
         self.link_bytes_per_cycle = _link_bytes_per_cycle(cfg)
         self.host_bytes_per_cycle = cfg.system.host_link_gbps / 8 * self.tck_ns
         self.n_channels = cfg.dram.channels
+        self.kernel = kernel
+        self.last_pim_instructions = np.zeros((0, N_FIELDS), np.int64)  # of the last step, in op order
         self.env = simpy.Environment()
+        self.now = 0  # the shared timeline: the cycle the next step starts at
         self._asic_cache: dict[tuple, tuple[int, float]] = {}
+        self._op_cache: dict[int, tuple] = {}
         self._nrfc = self.engine.nrfc
 
     # ---- per-op durations (cached where the op's shape decides everything)
@@ -127,11 +137,94 @@ class SystemModel:
         if program.command_names != self.engine.std.command_names:
             raise ValueError(f"program for {program.hardware} was built for command table "
                              f"{program.command_names}, not this engine's ({self.engine.std.name})")
+        t0 = self.now
+        active0 = self.engine.active_cycles(t0)
+        if self.kernel == "compiled":
+            timed = self._time_compiled(program, t0)
+        else:
+            timed = self._time_simpy(program, t0)
+        return self._result(program, t0, active0, *timed)
+
+    def _op_info(self, op) -> tuple:
+        """(kind, chmask, duration or -1, tag id, asic pJ, I/O bytes) of an op, cached by identity
+        (the compiler reuses the position-independent ops; the cache keeps each op alive, so an
+        id is never reused while cached)."""
+        hit = self._op_cache.get(id(op))
+        if hit is not None and hit[0] is op:
+            return hit[1]
+        if isinstance(op, PimOp):
+            info = (KIND_PIM, op.chmask, -1, _TAG_ID[op.tag], 0.0, 0)
+        elif isinstance(op, AsicOp):
+            d, pj = self._asic(op)
+            info = (KIND_ASIC, 0, d, _TAG_ID[op.tag], pj, 0)
+        else:
+            info = (KIND_IO, op.chmask, self._io_cycles(op), _TAG_ID[op.tag], 0.0, op.nbytes)
+        if len(self._op_cache) > 200_000:
+            self._op_cache.clear()
+        self._op_cache[id(op)] = (op, info)
+        return info
+
+    def _time_compiled(self, program: Program, t0: int):
+        ops = program.ops
+        n = len(ops)
+        eng = self.engine
+        infos = [self._op_info(op) for op in ops]
+        cols = np.array([i[:4] for i in infos], np.int64).reshape(n, 4)
+        kind = np.ascontiguousarray(cols[:, 0])
+        chmask = np.ascontiguousarray(cols[:, 1])
+        dur = np.ascontiguousarray(cols[:, 2])
+        asic_pj = math.fsum(i[4] for i in infos)  # exactly rounded: independent of order
+        io_bytes = int(sum(i[5] for i in infos))
+        ndeps = np.fromiter((len(op.deps) for op in ops), np.int64, n)
+        dep_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(ndeps, out=dep_ptr[1:])
+        dep_idx = np.fromiter((d for op in ops for d in op.deps), np.int64, int(dep_ptr[-1]))
+        owner = np.repeat(np.arange(n, dtype=np.int64), ndeps)
+        order = np.argsort(dep_idx, kind="stable")  # successors of each op in op order
+        succ_idx = np.ascontiguousarray(owner[order])
+        succ_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(dep_idx, minlength=n), out=succ_ptr[1:])
+        pim_ops = [op for op in ops if isinstance(op, PimOp)]
+        lens = np.zeros(n, np.int64)
+        lens[[op.id for op in pim_ops]] = [len(op.instructions) for op in pim_ops]
+        hi = np.cumsum(lens)
+        lo = hi - lens
+        prog = np.concatenate([op.instructions for op in pim_ops]) if pim_ops else np.zeros((0, N_FIELDS), np.int64)
+        self.last_pim_instructions = prog  # the PIM part back to back, for a caller that times it alone
+        start = np.full(n, -1, np.int64)
+        finish = np.full(n, -1, np.int64)
+        pred = np.full(n, -1, np.int64)
+        refpart = np.zeros(n, np.int64)
+        counts = np.zeros((self.n_channels, len(eng.std.command_names)), np.int64)
+        acc = np.zeros(4, np.int64)
+        err = np.zeros(2, np.int64)
+        runbuf = np.empty_like(eng._runbuf)
+        ucounts = np.empty_like(eng._ucounts)
+        now = D.dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, self.mode == "serial", t0,
+                         self._nrfc, self.n_channels, prog,
+                         eng.par, eng.tab, eng.rows, eng.win, eng.last, eng.chs, eng.orow, eng.counts, eng.ring, eng.g,
+                         _NO_REC, runbuf, ucounts, _NO_STAT, eng._opcnt, _NO_STAT, eng.qring, _NO_LINES,
+                         start, finish, pred, refpart, counts, acc, err)
+        if err[0] == D.ERR_ORDER:
+            i = int(err[1])
+            raise ValueError(f"op {i} ({ops[i].name}) depends on a later op")
+        if err[0] == D.ERR_STUCK:
+            stuck = [o.name for o, s in zip(ops, start) if s < 0][:3]
+            raise ValueError(f"program {program.model}@{program.position}: no op can start; "
+                             f"waiting on dependencies: {stuck}")
+        if err[0] == D.ERR_FRONT:
+            ch = int(acc[3])
+            raise ValueError(f"op {int(err[1])}: start cycle {now} is earlier than channel {ch}'s front end")
+        tags = np.ascontiguousarray(cols[:, 3])
+        return start, finish, pred, refpart, counts, int(acc[0]), int(acc[1]), int(acc[2]), io_bytes, asic_pj, tags
+
+    def _time_simpy(self, program: Program, t0: int):
+        """The reference dispatcher: one SimPy process, one timeout event per op."""
         ops = program.ops
         n = len(ops)
         env, eng = self.env, self.engine
-        t0 = int(env.now)
-        active0 = eng.active_cycles(t0)
+        if int(env.now) != t0:
+            env = self.env = simpy.Environment(initial_time=t0)
         start = np.full(n, -1, np.int64)
         finish = np.full(n, -1, np.int64)
         pred = np.full(n, -1, np.int64)
@@ -302,32 +395,30 @@ class SystemModel:
         t1 = int(finish.max()) if n else t0
         if int(env.now) < t1:
             env.run(until=t1)
+        tags = np.array([_TAG_ID[op.tag] for op in ops], np.int64)
+        self.last_pim_instructions = program.pim_instructions()
+        asic_pj = math.fsum(self._asic(op)[1] for op in ops if isinstance(op, AsicOp))
+        return (start, finish, pred, refresh_part, counts, acc["hits"], acc["misses"], acc["refreshes"],
+                acc["io_bytes"], asic_pj, tags)
 
+    def _result(self, program, t0, active0, start, finish, pred, refresh_part, counts, hits, misses, refreshes,
+                io_bytes, asic_pj, tags) -> StepResult:
+        n = len(start)
+        t1 = int(finish.max()) if n else t0
+        self.now = t1
         # critical path: from the op that finishes last back through the ops that released each
-        critical = np.zeros(n, bool)
-        by_tag: dict[str, int] = {}
-        i = int(np.argmax(finish)) if n else -1
-        while i >= 0:
-            critical[i] = True
-            dur = int(finish[i] - start[i])
-            ref = int(refresh_part[i])
-            by_tag[ops[i].tag] = by_tag.get(ops[i].tag, 0) + dur - ref
-            if ref:
-                by_tag["refresh"] = by_tag.get("refresh", 0) + ref
-            p = int(pred[i])
-            gap = int(start[i] - (finish[p] if p >= 0 else t0))
-            if gap:
-                by_tag["idle"] = by_tag.get("idle", 0) + gap
-            i = p
+        critical, cyc, seen = D.critical_path(start, finish, pred, refresh_part, t0, tags, len(TAGS))
+        names = TAGS + ("refresh", "idle")
+        by_tag = {names[k]: int(cyc[k]) for k in np.flatnonzero(seen)}
         duration = t1 - t0
-        active = eng.active_cycles(t1) - active0
+        active = self.engine.active_cycles(t1) - active0
         act = np.minimum(active, duration)
         energy = self.energy.breakdown(command_counts=counts, active_cycles=act, precharged_cycles=duration - act,
-                                       link_bytes=acc["io_bytes"], asic_ops=(), duration_cycles=duration,
-                                       asic_dynamic_pj=acc["asic_pj"])
+                                       link_bytes=io_bytes, asic_ops=(), duration_cycles=duration,
+                                       asic_dynamic_pj=asic_pj)
         return StepResult(position=program.position, start_cycle=t0, finish_cycle=t1, tck_ns=self.tck_ns,
                           latency_cycles_by_tag=by_tag, energy_j=energy, command_counts=counts.sum(axis=0),
-                          command_counts_per_channel=counts, row_hits=acc["hits"], row_misses=acc["misses"],
-                          refreshes=acc["refreshes"], io_bytes=acc["io_bytes"], n_ops=n, op_start=start,
+                          command_counts_per_channel=counts, row_hits=hits, row_misses=misses,
+                          refreshes=refreshes, io_bytes=io_bytes, n_ops=n, op_start=start,
                           op_finish=finish, critical=critical)
 
