@@ -1,9 +1,10 @@
 """Token generation with full cycle-level timing (refresh on): wall time per simulated token.
 
 For each model: prompt 1, then `--tokens` generated tokens on pim-gpt.yaml in overlap mode, every
-step timed in full. One line per model:
+step timed in full. One line per model (cpu_s: this process's CPU time, the figure to quote on
+a shared machine):
 
-    model=gpt2-xl tokens=1024 wall_s=<n> peak_rss_mb=<n> sim_latency_ms_per_token=<n> pim_only_ms=<n> floor_ms=<n> bound_ms=<n>
+    model=gpt2-xl tokens=1024 wall_s=<n> cpu_s=<n> peak_rss_mb=<n> sim_latency_ms_per_token=<n> pim_only_ms=<n> floor_ms=<n> bound_ms=<n>
 
     python bench/generate.py [--tokens 1024] [--models gpt2-xl,...|paper] [--hw pim-gpt]
 """
@@ -29,13 +30,13 @@ def main() -> None:
     simulate(models[0], a.hw, prompt_len=1, gen_len=0)  # load the compiled engine outside the timing
     total = 0.0
     for m in models:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         g = simulate(m, a.hw, prompt_len=1, gen_len=a.tokens)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         total += wall
         s = g.summary
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"model={m} tokens={a.tokens} wall_s={wall:.1f} peak_rss_mb={rss:.0f} "
+        print(f"model={m} tokens={a.tokens} wall_s={wall:.1f} cpu_s={cpu:.1f} peak_rss_mb={rss:.0f} "
               f"sim_latency_ms_per_token={s['latency_s_per_token_mean'] * 1e3:.4f} "
               f"pim_only_ms={s['pim_only_s_per_token'] * 1e3:.4f} floor_ms={s['row_pass_floor_s_per_token'] * 1e3:.4f} "
               f"bound_ms={s['bound_s_per_token'] * 1e3:.4f}", flush=True)

@@ -66,7 +66,7 @@ def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None)
 
 def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int = 8, gen_len: int = 32,
              mode: str = "overlap", strategy: str = "pim-gpt", overrides: dict | None = None,
-             refresh: bool | None = None, progress: bool = False) -> Generation:
+             refresh: bool | None = None, progress: bool = False, kernel: str = "compiled") -> Generation:
     """Time every prompt and generated token of `model` on `hw`; per-token latency and energy."""
     from mapping.compile import compiler_for
 
@@ -81,7 +81,7 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
                                                   f"exceeds {spec.name}'s context of {spec.max_context}; "
                                                   f"at most {spec.max_context - prompt_len} tokens can be generated")
     compiler = compiler_for(spec, cfg, strategy, context)  # placement: capacity errors happen here
-    system = SystemModel(cfg, mode=mode, refresh=refresh)
+    system = SystemModel(cfg, mode=mode, refresh=refresh, kernel=kernel)
     pim_only = Engine(cfg, refresh=refresh)
     figs = {f.name: f.value for f in derived_figures(cfg)}
     row_pass = int(figs["row_pass_cycles"])
@@ -103,7 +103,7 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
     for p in positions:
         prog = compiler.compile(p)
         step = system.run_step(prog)
-        pim = prog.pim_instructions()  # the PIM part back to back, no ASIC or I/O waits
+        pim = system.last_pim_instructions  # the PIM part back to back, no ASIC or I/O waits
         alone = pim_only.run(pim, validate=False, op_stats=False, close_rows=False) if len(pim) else None
         floor = float(step.command_counts_per_channel[:, act16].max()) * row_pass * refresh_factor
         bound = (weight_bytes + kv_per_pos * (p + 1)) / peak_bw
