@@ -119,7 +119,7 @@ class AsicConfig(_Frozen):
 class EnergyConfig(_Frozen):
     """DRAM/PIM energy: per command, background by bank state, external I/O."""
 
-    command_pj: dict[str, PositivePj]
+    command_pj: dict[str, PositivePj] = Field(description="energy of one command of the DRAM standard")
     counted_elsewhere: dict[str, str] = Field(
         default_factory=dict, description="command -> the command_pj entry (or 'background') that already counts it")
     io_commands: list[str] = Field(default_factory=list, description="commands whose column burst crosses the DQ pins")
@@ -147,8 +147,8 @@ class SystemConfig(_Frozen):
 
 
 class HardwareConfig(_Frozen):
-    name: str
-    description: str = ""
+    name: str = Field(description="the preset's name, printed with every result")
+    description: str = Field(default="", description="one line saying what the hardware is")
     dram: DramConfig
     pim: PimConfig | None = None
     asic: AsicConfig | None = None
