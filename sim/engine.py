@@ -81,7 +81,7 @@ QK_AIM, QK_HOST_RW = 1, 2  # request kinds: AiM buffer vs read/write buffers (ex
 # against 30-60 ns per command), which is the difference between 5 and 100 M commands/s.
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, ucounts, opstat, opcnt,
          istat, n_channels, start, close_rows, touch, qring, hostl):
     nb = par[P_NB]

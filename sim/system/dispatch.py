@@ -56,7 +56,7 @@ def _hpop(h, n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc,
              n_channels, prog,
              par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,

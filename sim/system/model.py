@@ -43,7 +43,10 @@ from sim.system.asic import AsicModel
 from sim.system.energy import EnergyModel
 
 MODES = ("serial", "overlap")
-FRONT_ENDS = ("pim-gpt",)
+# How the ASIC hands an op's instructions to the channels (sim/engine.py FRONT_ENDS): "pim-gpt"
+# releases each instruction to its channels at once; "aim" decodes one instruction per cycle
+# into a bounded in-order buffer per channel, as the public AiM simulator's front end does.
+FRONT_ENDS = ("pim-gpt", "aim")
 KERNELS = ("compiled", "simpy")
 KIND_PIM, KIND_ASIC, KIND_IO = D.KIND_PIM, D.KIND_ASIC, D.KIND_IO
 _TAG_ID = {t: i for i, t in enumerate(TAGS)}
@@ -84,6 +87,82 @@ def _link_bytes_per_cycle(cfg: HardwareConfig) -> float:
     return d.io_pins_per_channel * d.io_gbps_per_pin / 8 * d.tck_ns  # GB/s x ns = bytes
 
 
+
+class _Graph:
+    """One step's op graph as the flat arrays of the compiled dispatcher (CSR dependencies and
+    successors, per-op kind, channel mask, fixed duration, tag, instruction range) and the PIM
+    instruction blocks back to back.
+
+    `updated` replaces the ops that changed and copies the rest; a new array is made for every
+    field it touches, so a caller still holding the previous step's arrays (a thread timing its
+    instructions) never sees them change."""
+
+    def __init__(self, ops, kind, chmask, dur, tags, pj, nbytes, dep_ptr, dep_idx, succ_ptr, succ_idx, lo, hi,
+                 instructions):
+        self.ops = ops
+        self.kind, self.chmask, self.dur, self.tags = kind, chmask, dur, tags
+        self.pj, self.nbytes = pj, nbytes                      # [n] per op, for the sums below
+        self.asic_pj = math.fsum(pj)                           # exactly rounded: independent of order
+        self.io_bytes = int(nbytes.sum())
+        self.dep_ptr, self.dep_idx, self.succ_ptr, self.succ_idx = dep_ptr, dep_idx, succ_ptr, succ_idx
+        self.lo, self.hi = lo, hi
+        self.instructions = instructions
+
+    @staticmethod
+    def build(ops, info, n_channels) -> "_Graph":
+        n = len(ops)
+        infos = [info(op) for op in ops]
+        cols = np.array([i[:4] for i in infos], np.int64).reshape(n, 4)
+        pj = np.array([i[4] for i in infos], np.float64)
+        nbytes = np.array([i[5] for i in infos], np.int64)
+        ndeps = np.fromiter((len(op.deps) for op in ops), np.int64, n)
+        dep_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(ndeps, out=dep_ptr[1:])
+        dep_idx = np.fromiter((d for op in ops for d in op.deps), np.int64, int(dep_ptr[-1]))
+        owner = np.repeat(np.arange(n, dtype=np.int64), ndeps)
+        order = np.argsort(dep_idx, kind="stable")  # successors of each op in op order
+        succ_idx = np.ascontiguousarray(owner[order])
+        succ_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(dep_idx, minlength=n), out=succ_ptr[1:])
+        pim_ops = [op for op in ops if isinstance(op, PimOp)]
+        lens = np.zeros(n, np.int64)
+        lens[[op.id for op in pim_ops]] = [len(op.instructions) for op in pim_ops]
+        hi = np.cumsum(lens)
+        lo = hi - lens
+        prog = np.concatenate([op.instructions for op in pim_ops]) if pim_ops else np.zeros((0, N_FIELDS), np.int64)
+        return _Graph(tuple(ops), np.ascontiguousarray(cols[:, 0]), np.ascontiguousarray(cols[:, 1]),
+                      np.ascontiguousarray(cols[:, 2]), np.ascontiguousarray(cols[:, 3]), pj, nbytes,
+                      dep_ptr, dep_idx, succ_ptr, succ_idx, lo, hi, prog)
+
+    def updated(self, ops, changed: list[int], info) -> "_Graph":
+        """The graph of `ops`, which equal this graph's ops except at `changed` (same dependencies)."""
+        if not changed:
+            return _Graph(tuple(ops), self.kind, self.chmask, self.dur, self.tags, self.pj, self.nbytes,
+                          self.dep_ptr, self.dep_idx, self.succ_ptr, self.succ_idx, self.lo, self.hi, self.instructions)
+        kind, chmask, dur, tags = self.kind.copy(), self.chmask.copy(), self.dur.copy(), self.tags.copy()
+        pj, nbytes = self.pj.copy(), self.nbytes.copy()
+        lens = self.hi - self.lo
+        new_lens = lens.copy()
+        for i in changed:
+            op = ops[i]
+            k, m, d, t, e, b = info(op)
+            kind[i], chmask[i], dur[i], tags[i], pj[i], nbytes[i] = k, m, d, t, e, b
+            new_lens[i] = len(op.instructions) if k == KIND_PIM else 0
+        if np.array_equal(new_lens, lens):
+            lo, hi = self.lo, self.hi
+            prog = self.instructions.copy()
+            for i in changed:
+                if kind[i] == KIND_PIM:
+                    prog[lo[i]:hi[i]] = ops[i].instructions
+        else:
+            hi = np.cumsum(new_lens)
+            lo = hi - new_lens
+            blocks = [op.instructions for op in ops if isinstance(op, PimOp)]
+            prog = np.concatenate(blocks) if blocks else np.zeros((0, N_FIELDS), np.int64)
+        return _Graph(tuple(ops), kind, chmask, dur, tags, pj, nbytes, self.dep_ptr, self.dep_idx, self.succ_ptr,
+                      self.succ_idx, lo, hi, prog)
+
+
 class SystemModel:
     """Time decode steps on one hardware configuration, one after another on a shared timeline
     (the engine's bank state, refresh phase and open rows carry from step to step)."""
@@ -100,7 +179,7 @@ class SystemModel:
         if cfg.pim is None:
             raise ConfigError(cfg.source, "pim", "the system model needs a PIM device (a pim section)")
         self.cfg, self.mode, self.front_end = cfg, mode, front_end
-        self.engine = Engine(cfg, refresh=refresh)
+        self.engine = Engine(cfg, refresh=refresh, front_end=front_end)
         self.engine.warm_up()
         self.asic = AsicModel(cfg)
         self.energy = EnergyModel(cfg, self.engine.std.command_names)
@@ -115,7 +194,7 @@ class SystemModel:
         self.env = simpy.Environment()
         self.now = 0  # the shared timeline: the cycle the next step starts at
         self._asic_cache: dict[tuple, tuple[int, float]] = {}
-        self._op_cache: dict[int, tuple] = {}
+        self._last_graph: _Graph | None = None
         self._nrfc = self.engine.nrfc
 
     # ---- per-op durations (cached where the op's shape decides everything)
@@ -146,51 +225,40 @@ class SystemModel:
         return self._result(program, t0, active0, *timed)
 
     def _op_info(self, op) -> tuple:
-        """(kind, chmask, duration or -1, tag id, asic pJ, I/O bytes) of an op, cached by identity
-        (the compiler reuses the position-independent ops; the cache keeps each op alive, so an
-        id is never reused while cached)."""
-        hit = self._op_cache.get(id(op))
-        if hit is not None and hit[0] is op:
-            return hit[1]
+        """(kind, chmask, duration or -1, tag id, asic pJ, I/O bytes) of an op."""
         if isinstance(op, PimOp):
-            info = (KIND_PIM, op.chmask, -1, _TAG_ID[op.tag], 0.0, 0)
-        elif isinstance(op, AsicOp):
+            return (KIND_PIM, op.chmask, -1, _TAG_ID[op.tag], 0.0, 0)
+        if isinstance(op, AsicOp):
             d, pj = self._asic(op)
-            info = (KIND_ASIC, 0, d, _TAG_ID[op.tag], pj, 0)
-        else:
-            info = (KIND_IO, op.chmask, self._io_cycles(op), _TAG_ID[op.tag], 0.0, op.nbytes)
-        if len(self._op_cache) > 200_000:
-            self._op_cache.clear()
-        self._op_cache[id(op)] = (op, info)
-        return info
+            return (KIND_ASIC, 0, d, _TAG_ID[op.tag], pj, 0)
+        return (KIND_IO, op.chmask, self._io_cycles(op), _TAG_ID[op.tag], 0.0, op.nbytes)
+
+    def _graph(self, ops: tuple) -> _Graph:
+        """The arrays the compiled dispatcher reads, updated from the previous step's.
+
+        The compiler hands out the same op objects for the position-independent part of every
+        step; only the ops that differ by identity are looked at again. A step whose ops differ
+        in number, or whose dependencies differ, is built from scratch."""
+        prev = self._last_graph
+        if prev is not None and len(prev.ops) == len(ops):
+            changed = [i for i, (a, b) in enumerate(zip(prev.ops, ops)) if a is not b]
+            if all(ops[i].deps == prev.ops[i].deps for i in changed):
+                return prev.updated(ops, changed, self._op_info)
+        g = _Graph.build(ops, self._op_info, self.n_channels)
+        self._last_graph = g
+        return g
 
     def _time_compiled(self, program: Program, t0: int):
         ops = program.ops
         n = len(ops)
         eng = self.engine
-        infos = [self._op_info(op) for op in ops]
-        cols = np.array([i[:4] for i in infos], np.int64).reshape(n, 4)
-        kind = np.ascontiguousarray(cols[:, 0])
-        chmask = np.ascontiguousarray(cols[:, 1])
-        dur = np.ascontiguousarray(cols[:, 2])
-        asic_pj = math.fsum(i[4] for i in infos)  # exactly rounded: independent of order
-        io_bytes = int(sum(i[5] for i in infos))
-        ndeps = np.fromiter((len(op.deps) for op in ops), np.int64, n)
-        dep_ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(ndeps, out=dep_ptr[1:])
-        dep_idx = np.fromiter((d for op in ops for d in op.deps), np.int64, int(dep_ptr[-1]))
-        owner = np.repeat(np.arange(n, dtype=np.int64), ndeps)
-        order = np.argsort(dep_idx, kind="stable")  # successors of each op in op order
-        succ_idx = np.ascontiguousarray(owner[order])
-        succ_ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(dep_idx, minlength=n), out=succ_ptr[1:])
-        pim_ops = [op for op in ops if isinstance(op, PimOp)]
-        lens = np.zeros(n, np.int64)
-        lens[[op.id for op in pim_ops]] = [len(op.instructions) for op in pim_ops]
-        hi = np.cumsum(lens)
-        lo = hi - lens
-        prog = np.concatenate([op.instructions for op in pim_ops]) if pim_ops else np.zeros((0, N_FIELDS), np.int64)
+        gr = self._graph(ops)
+        self._last_graph = gr
+        prog = gr.instructions
         self.last_pim_instructions = prog  # the PIM part back to back, for a caller that times it alone
+        kind, chmask, dur = gr.kind, gr.chmask, gr.dur
+        dep_ptr, dep_idx, succ_ptr, succ_idx, lo, hi = gr.dep_ptr, gr.dep_idx, gr.succ_ptr, gr.succ_idx, gr.lo, gr.hi
+        asic_pj, io_bytes = gr.asic_pj, gr.io_bytes
         start = np.full(n, -1, np.int64)
         finish = np.full(n, -1, np.int64)
         pred = np.full(n, -1, np.int64)
@@ -215,8 +283,7 @@ class SystemModel:
         if err[0] == D.ERR_FRONT:
             ch = int(acc[3])
             raise ValueError(f"op {int(err[1])}: start cycle {now} is earlier than channel {ch}'s front end")
-        tags = np.ascontiguousarray(cols[:, 3])
-        return start, finish, pred, refpart, counts, int(acc[0]), int(acc[1]), int(acc[2]), io_bytes, asic_pj, tags
+        return start, finish, pred, refpart, counts, int(acc[0]), int(acc[1]), int(acc[2]), io_bytes, asic_pj, gr.tags
 
     def _time_simpy(self, program: Program, t0: int):
         """The reference dispatcher: one SimPy process, one timeout event per op."""
