@@ -7,6 +7,8 @@ a shared machine):
     model=gpt2-xl tokens=1024 wall_s=<n> cpu_s=<n> peak_rss_mb=<n> sim_latency_ms_per_token=<n> pim_only_ms=<n> floor_ms=<n> bound_ms=<n>
 
     python bench/generate.py [--tokens 1024] [--models gpt2-xl,...|paper] [--hw pim-gpt]
+
+With no --models: GPT2-XL alone, then the 8 paper models one after the other and their total.
 """
 from __future__ import annotations
 
@@ -23,25 +25,34 @@ PAPER_MODELS = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-smal
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=1024, help="generated tokens per model (default 1024)")
-    ap.add_argument("--models", default="gpt2-xl", help="comma-separated names, or 'paper' for all 8 paper models")
+    ap.add_argument("--models", help="comma-separated names, or 'paper' for all 8 paper models (default: "
+                    "gpt2-xl, then the 8 paper models)")
     ap.add_argument("--hw", default="pim-gpt")
     a = ap.parse_args()
-    models = PAPER_MODELS if a.models == "paper" else tuple(a.models.split(","))
-    simulate(models[0], a.hw, prompt_len=1, gen_len=0)  # load the compiled engine outside the timing
+    if a.models is None:
+        groups = [("gpt2-xl",), PAPER_MODELS]
+    else:
+        groups = [PAPER_MODELS if a.models == "paper" else tuple(a.models.split(","))]
+    simulate(groups[0][0], a.hw, prompt_len=1, gen_len=0)  # load the compiled engine outside the timing
+    for models in groups:
+        run_group(models, a.hw, a.tokens)
+
+
+def run_group(models: tuple[str, ...], hw: str, tokens: int) -> None:
     total = 0.0
     for m in models:
         t0, c0 = time.perf_counter(), time.process_time()
-        g = simulate(m, a.hw, prompt_len=1, gen_len=a.tokens)
+        g = simulate(m, hw, prompt_len=1, gen_len=tokens)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         total += wall
         s = g.summary
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"model={m} tokens={a.tokens} wall_s={wall:.1f} cpu_s={cpu:.1f} peak_rss_mb={rss:.0f} "
+        print(f"model={m} tokens={tokens} wall_s={wall:.1f} cpu_s={cpu:.1f} peak_rss_mb={rss:.0f} "
               f"sim_latency_ms_per_token={s['latency_s_per_token_mean'] * 1e3:.4f} "
               f"pim_only_ms={s['pim_only_s_per_token'] * 1e3:.4f} floor_ms={s['row_pass_floor_s_per_token'] * 1e3:.4f} "
               f"bound_ms={s['bound_s_per_token'] * 1e3:.4f}", flush=True)
     if len(models) > 1:
-        print(f"models={len(models)} tokens={a.tokens} total_wall_s={total:.1f}")
+        print(f"models={len(models)} tokens={tokens} total_wall_s={total:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ across steps except the compiled position-independent part of the Program.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,8 @@ def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None)
 
 def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int = 8, gen_len: int = 32,
              mode: str = "overlap", strategy: str = "pim-gpt", overrides: dict | None = None,
-             refresh: bool | None = None, progress: bool = False, kernel: str = "compiled") -> Generation:
+             refresh: bool | None = None, progress: bool = False, kernel: str = "compiled",
+             front_end: str = "pim-gpt") -> Generation:
     """Time every prompt and generated token of `model` on `hw`; per-token latency and energy."""
     from mapping.compile import compiler_for
 
@@ -81,8 +83,8 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
                                                   f"exceeds {spec.name}'s context of {spec.max_context}; "
                                                   f"at most {spec.max_context - prompt_len} tokens can be generated")
     compiler = compiler_for(spec, cfg, strategy, context)  # placement: capacity errors happen here
-    system = SystemModel(cfg, mode=mode, refresh=refresh, kernel=kernel)
-    pim_only = Engine(cfg, refresh=refresh)
+    system = SystemModel(cfg, mode=mode, refresh=refresh, kernel=kernel, front_end=front_end)
+    pim_only = Engine(cfg, refresh=refresh, front_end=front_end)
     figs = {f.name: f.value for f in derived_figures(cfg)}
     row_pass = int(figs["row_pass_cycles"])
     peak_bw = figs["peak_internal_bandwidth"] * 1e9  # bytes/s
@@ -99,19 +101,28 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
         from tqdm import tqdm
 
         bar = tqdm(total=context, desc=f"{spec.name} on {cfg.name}", unit="token", file=sys.stderr)
-    steps, records = [], []
-    for p in positions:
-        prog = compiler.compile(p)
-        step = system.run_step(prog)
-        pim = system.last_pim_instructions  # the PIM part back to back, no ASIC or I/O waits
-        alone = pim_only.run(pim, validate=False, op_stats=False, close_rows=False) if len(pim) else None
-        floor = float(step.command_counts_per_channel[:, act16].max()) * row_pass * refresh_factor
-        bound = (weight_bytes + kv_per_pos * (p + 1)) / peak_bw
-        steps.append(step)
-        records.append(TokenRecord(p, step.cycles, step.latency_s, step.energy_j["total"],
-                                   alone.cycles if alone is not None else 0, floor, bound))
-        if bar is not None:
-            bar.update(1)
+    steps, records, alone = [], [], []
+    # The PIM-alone figure times each step's instruction blocks on a second engine, in step order;
+    # it needs nothing from the system model but those blocks, so it runs on a worker thread
+    # while the next step is compiled and dispatched (both engines release the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pim-alone") as pool:
+        try:
+            for p in positions:
+                prog = compiler.compile(p)
+                step = system.run_step(prog)
+                pim = system.last_pim_instructions  # the PIM part back to back, no ASIC or I/O waits
+                alone.append(pool.submit(_alone_cycles, pim_only, pim) if len(pim) else None)
+                floor = float(step.command_counts_per_channel[:, act16].max()) * row_pass * refresh_factor
+                bound = (weight_bytes + kv_per_pos * (p + 1)) / peak_bw
+                steps.append(step)
+                records.append(TokenRecord(p, step.cycles, step.latency_s, step.energy_j["total"], 0, floor, bound))
+                if bar is not None:
+                    bar.update(1)
+            for r, fut in zip(records, alone):
+                r.pim_only_cycles = fut.result() if fut is not None else 0
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     if bar is not None:
         bar.close()
     summary = summarize(steps, records, system, tck)
@@ -119,6 +130,10 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
               "strategy": strategy, "prompt_len": prompt_len, "gen_len": gen_len, "refresh": refresh_on,
               "front_end": system.front_end}
     return Generation(config=config, tokens=records, steps=steps, summary=summary)
+
+
+def _alone_cycles(engine: Engine, instructions: np.ndarray) -> int:
+    return engine.run(instructions, validate=False, op_stats=False, close_rows=False).cycles
 
 
 def _spec_dict(spec) -> dict:
