@@ -215,7 +215,7 @@ def _cmd_run_trace(argv: list[str]) -> int:
 def _cmd_run(argv: list[str]) -> int:
     from sim.compose import simulate
     from sim.results import write_json_atomic
-    from sim.system.model import MODES
+    from sim.system.model import FRONT_ENDS, MODES
 
     p = argparse.ArgumentParser(prog="pimsim run",
                                 description="simulate GPT token generation on PIM hardware: latency and energy per token")
@@ -225,6 +225,9 @@ def _cmd_run(argv: list[str]) -> int:
     p.add_argument("--gen-len", type=int, default=32, help="generated tokens (default 32)")
     p.add_argument("--mode", default="overlap", help=f"{' | '.join(MODES)} (default overlap)")
     p.add_argument("--strategy", default="pim-gpt", help="mapping strategy (default pim-gpt)")
+    p.add_argument("--front-end", default="pim-gpt", help=f"{' | '.join(FRONT_ENDS)}: how the ASIC hands "
+                   "instructions to the channels (default pim-gpt: to all at once; aim: one per cycle into a "
+                   "33-entry queue per channel, as the public AiM simulator)")
     p.add_argument("--no-refresh", action="store_true", help="do not issue refresh")
     p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -235,7 +238,7 @@ def _cmd_run(argv: list[str]) -> int:
         check_output_path(a.json)  # before any work
     gen = simulate(a.model, a.hw, a.prompt_len, a.gen_len, mode=a.mode, strategy=a.strategy,
                    overrides=_overrides(a.set), refresh=False if a.no_refresh else None,
-                   progress=not a.no_progress)
+                   progress=not a.no_progress, front_end=a.front_end)
     _print_summary(gen)
     if a.json:
         write_json_atomic(a.json, gen.to_json())
@@ -247,7 +250,8 @@ def _print_summary(gen) -> None:
     s, c = gen.summary, gen.config
     hw = c["hardware"]
     print(f"{c['model']['name']} on {hw['name']} ({hw['dram']['channels']} channels), mode {c['mode']}, "
-          f"prompt {c['prompt_len']} + generated {c['gen_len']} tokens, refresh {'on' if c['refresh'] else 'off'}")
+          f"prompt {c['prompt_len']} + generated {c['gen_len']} tokens, refresh {'on' if c['refresh'] else 'off'}"
+          + ("" if c.get("front_end", "pim-gpt") == "pim-gpt" else f", front end {c['front_end']}"))
     rows = [
         ("latency per token", s["latency_s_per_token_mean"] * 1e3, "ms"),
         ("tokens per second", s["tokens_per_s"], "tok/s"),

@@ -196,3 +196,24 @@ def test_pimsim_run_writes_the_result_and_checks_its_path_first(tmp_path, capsys
     assert cli(["run", "--model", "gpt2-small", "--json", str(tmp_path)]) == 2       # a directory
     assert cli(["run", "--model", "gpt2-small", "--mode", "fast", "--no-progress"]) == 2
     assert "unknown mode 'fast'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "simpy"])
+def test_aim_front_end_in_the_system_model_delays_the_second_channel_by_hand(pim, kernel):
+    """One op of four 64-MAC16 lines alternating channel 0, 1, 0, 1 (rows 0, 0, 1, 1), refresh off.
+
+    pim-gpt front end (both channels fed at once): ACT16 @0, MAC16 @56 + 2m, PREA @182 + nRTP 12
+    = 194, ACT16 @226, last MAC16 @282 + 126 = 408 on both channels.
+    aim front end (tests/test_aim_frontend.py derives it line by line): channel 0's full 33-entry
+    queue holds back channel 1's lines; channel 1's last MAC16 issues @601. Both finish one MAC16
+    completion after the last MAC16, so the op ends 601 - 408 = 193 cycles later with aim."""
+    cfg, std = pim
+    mac = std.cmd("MAC16")
+    ins = program([column(1, mac, row=0, count=64), column(2, mac, row=0, count=64),
+                   column(1, mac, row=1, count=64), column(2, mac, row=1, count=64)])
+    prog = Program((PimOp(0, "alternating", "mlp", (), 0b11, ins),), std.command_names, "tiny", "pim-gpt", 0, "hand")
+    finish = {}
+    for fe in ("pim-gpt", "aim"):
+        r = SystemModel(cfg, refresh=False, front_end=fe, kernel=kernel).run_step(prog)
+        finish[fe] = int(r.op_finish[0])
+    assert finish["aim"] - finish["pim-gpt"] == 193
