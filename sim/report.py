@@ -79,7 +79,7 @@ def breakdown_figure(summary: dict, config: dict) -> Figure:
     ax_e.barh(enames, [en[k] * 1e6 for k in enames], color="tab:orange")
     ax_e.set_title("Energy per token by component")
     ax_e.set_xlabel("energy per token (µJ)")
-    fig.suptitle(f"Breakdown per token: {run_title(config)}\n"
+    fig.suptitle(f"Breakdown per token\n{run_title(config)}\n"
                  f"{summary['latency_s_per_token_mean'] * 1e3:.3f} ms and "
                  f"{summary['energy_j_per_token_mean'] * 1e3:.3f} mJ per token")
     return fig
@@ -102,7 +102,7 @@ def token_latency_figure(tokens: list[dict], config: dict) -> Figure:
     ax.set_ylim(bottom=0)
     ax.set_xlabel("token position (prompt, then generated tokens)")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"Latency per token position: {run_title(config)}")
+    ax.set_title(f"Latency per token position\n{run_title(config)}")
     ax.legend()
     return fig
 
@@ -123,7 +123,7 @@ def bounds_figure(summary: dict, config: dict) -> Figure:
                     (r.get_x() + r.get_width() / 2, r.get_height()), ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("latency per token (ms)")
     ax.set_ylim(0, max(ms) * 1.25 if max(ms) > 0 else 1)
-    ax.set_title(f"Achieved latency vs bounds: {run_title(config)}")
+    ax.set_title(f"Achieved latency vs bounds\n{run_title(config)}")
     return fig
 
 
