@@ -348,6 +348,8 @@ def expand(spec: Spec) -> list[Point]:
             resolved = {"hardware_file": spec.hw, "overrides": overrides, **run}
             points.append(Point(values, overrides, None, f"{type(exc).__name__}: {exc}", config_hash(resolved), resolved))
             continue
+        # refresh as it will run (unset: the config's), so both spellings of one point share a hash
+        run["refresh"] = cfg.dram.refresh if spec.refresh is None else spec.refresh
         resolved = {"hardware": cfg.resolved(), **run}
         points.append(Point(values, overrides, cfg, None, config_hash(resolved), resolved))
     return points
@@ -473,7 +475,10 @@ class Columns:
         import pyarrow.parquet as pq
 
         self.path = out / COLUMNS_FILE
-        self.schema = pq.read_schema(self.path) if self.path.exists() else None
+        self.schema = None
+        if self.path.exists():  # a superset of every point's columns: it is written before the point
+            self.schema = pq.read_schema(self.path)
+            return
         for p in sorted(out.glob(f"{POINT_PREFIX}*.parquet")):
             self.add(pq.read_schema(p), write=False)
         if self.schema is not None:

@@ -90,6 +90,12 @@ def test_sweep_rows_match_the_grid_and_direct_simulate(tmp_path, client):
         lat = df[df["asic.clock_mhz"] == mhz].set_index("dram.channels")["latency_s_per_token_mean"]
         assert lat[8] < lat[4]
     assert (out / COLUMNS_FILE).exists() and (out / "_sweep.json").exists()
+    # the same points spelled otherwise (refresh given as the config's own value, the preset by its
+    # path, channels listed in another order) are found again: the hash is over the resolved point
+    again = write(tmp_path, GRID_SPEC.replace("hw: pim-gpt", f"hw: {ROOT / 'hw_configs' / 'pim-gpt.yaml'}")
+                  .replace("[4, 8]", "[8, 4]") + "refresh: true\n", "again.yaml")
+    res = run_sweep(again, out, client=client, progress=False)
+    assert (res.total, res.skipped, res.computed) == (4, 4, 0)
 
 
 def test_impossible_points_fail_alone_and_are_retried_while_finished_ones_are_not(tmp_path, client):
@@ -116,11 +122,14 @@ grid:
         assert "multiple of bank_groups" in df.loc[(rows, 3), "error"]
         assert pd.isna(df.loc[(rows, 3), "latency_s_per_token_mean"])
     before = point_files(out)
+    stale = out / ".point-0.parquet.x1.tmp"  # what a write killed midway leaves
+    stale.write_bytes(b"PAR1")
     ok_file = f"point-{df.loc[(16384, 4), 'config_hash']}.parquet"
     again = run_sweep(spec, out, client=client, progress=False)
     assert (again.skipped, again.computed, again.failed) == (1, 3, 3)
     assert point_files(out)[ok_file] == before[ok_file]  # the finished point was not rewritten
     assert len(pd.read_parquet(out)) == 4
+    assert not stale.exists()
 
 
 def test_killed_sweep_resumes_without_recomputing_finished_points(tmp_path, client):
