@@ -580,12 +580,13 @@ def run_sweep(spec: Spec | str | Path, out: str | Path, *, scheduler: str | None
         if p.cfg is None:
             save(p, {"status": "failed", "error": p.error})
     runnable = [p for p in todo if p.cfg is not None]
-    own = None
+    own_client, own_cluster = None, None
     if runnable:
         from distributed import as_completed
 
         if client is None:
-            client, own = _client(scheduler, workers)
+            own_client, own_cluster = _client(scheduler, workers)
+            client = own_client
         try:
             futures = {}
             run_id = uuid.uuid4().hex[:8]  # task keys unique to this run on a shared scheduler
@@ -602,9 +603,10 @@ def run_sweep(spec: Spec | str | Path, out: str | Path, *, scheduler: str | None
                     result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                 save(p, result)
         finally:
-            if own is not None:
-                client.close()
-                own.close()
+            if own_client is not None:  # an existing cluster (--scheduler) keeps running
+                own_client.close()
+            if own_cluster is not None:
+                own_cluster.close()
     if bar is not None:
         bar.close()
     return Outcome(total=len(points), skipped=skipped, computed=len(todo), failed=failed,

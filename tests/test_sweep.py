@@ -125,8 +125,9 @@ grid:
     stale = out / ".point-0.parquet.x1.tmp"  # what a write killed midway leaves
     stale.write_bytes(b"PAR1")
     ok_file = f"point-{df.loc[(16384, 4), 'config_hash']}.parquet"
-    again = run_sweep(spec, out, client=client, progress=False)
+    again = run_sweep(spec, out, scheduler=client.scheduler.address, progress=False)  # as --scheduler ADDRESS
     assert (again.skipped, again.computed, again.failed) == (1, 3, 3)
+    assert client.submit(sum, [1, 2]).result() == 3  # that cluster is still up
     assert point_files(out)[ok_file] == before[ok_file]  # the finished point was not rewritten
     assert len(pd.read_parquet(out)) == 4
     assert not stale.exists()
