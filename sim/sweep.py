@@ -294,6 +294,10 @@ def load_spec(path: str | Path) -> Spec:
             where = f"grid.{key}"
             if key in fixed:
                 raise SweepSpecError(str(path), _line(knode), where, "also fixed in 'set'; give it in one place")
+            if key in AXES or key in AXIS_OF:
+                top_key = next(k for k, a in AXIS_OF.items() if key in (k, a))
+                raise SweepSpecError(str(path), _line(knode), where,
+                                     f"not a hardware key; give it at the top level as '{top_key}:'")
             try:
                 adapter = hardware_key(key, base)
             except KeyError as exc:

@@ -180,6 +180,7 @@ BAD_SPECS = [
     ("models: [gpt2-small]\ngrid:\n  dram.channels: 8\n", 3, "grid.dram.channels", "a list of values"),
     ("models: [gpt2-small]\ngrid:\n  dram.timing.nXYZ: [1]\n", 3, "grid.dram.timing.nXYZ", "unknown key 'nXYZ'"),
     ("models: [gpt2-small]\ngrid:\n  dram: [1]\n", 3, "grid.dram", "is a section"),
+    ("models: [gpt2-small]\ngrid:\n  mode: [serial]\n", 3, "grid.mode", "top level as 'modes:'"),
     ("models:\n  - gpt2-small\n  - gpt9\n", 3, "models", "unknown model 'gpt9'"),
     ("models: gpt2-small\nmodes: [overlap, fast]\n", 2, "modes", "unknown mode 'fast'"),
     ("models: gpt2-small\ngen_len: [1, -1]\n", 2, "gen_len", "integer >= 0"),
