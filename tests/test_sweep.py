@@ -28,6 +28,7 @@ def client():
     """A local 2-worker cluster shared by the in-process sweeps of this module."""
     from distributed import Client, LocalCluster
 
+    simulate("gpt2-small", "pim-gpt", 1, 0)  # compile (or load) numba's cache once, before the workers load it
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=40)
     c = Client(cluster)
