@@ -231,11 +231,15 @@ def _cmd_run(argv: list[str]) -> int:
     p.add_argument("--no-refresh", action="store_true", help="do not issue refresh")
     p.add_argument("--json", metavar="OUT", help="write the result (with the resolved config) to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plot", metavar="DIR", help="write the run's plots (PNG) into this folder (created if its "
+                                                 "parent exists)")
     a = p.parse_args(argv)
     if a.json:
         from sim.results import check_output_path
 
         check_output_path(a.json)  # before any work
+    if a.plot:
+        _check_plot_dir(a.plot)
     gen = simulate(a.model, a.hw, a.prompt_len, a.gen_len, mode=a.mode, strategy=a.strategy,
                    overrides=_overrides(a.set), refresh=False if a.no_refresh else None,
                    progress=not a.no_progress, front_end=a.front_end)
@@ -243,6 +247,62 @@ def _cmd_run(argv: list[str]) -> int:
     if a.json:
         write_json_atomic(a.json, gen.to_json())
         print(f"wrote {a.json}")
+    if a.plot:
+        from sim.report import run_figures, save_figures
+
+        for path in save_figures(run_figures(gen.to_json()), a.plot):
+            print(f"wrote {path}")
+    return 0
+
+
+def _check_plot_dir(path: str) -> None:
+    """Before any work: the plot folder must be creatable."""
+    from pathlib import Path
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--plot {out}: exists and is not a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise FileNotFoundError(f"--plot {out}: parent folder '{out.parent}' does not exist (it is not created)")
+
+
+def _cmd_sweep(argv: list[str]) -> int:
+    from sim.sweep import load_spec, run_sweep
+
+    p = argparse.ArgumentParser(prog="pimsim sweep", description="run a grid of simulations on Dask; one Parquet "
+                                "file per point in --out (read the folder with pandas.read_parquet); re-running "
+                                "skips finished points. Spec format: see sim/sweep.py or the README")
+    p.add_argument("spec", help="sweep spec (YAML): hw, models, prompt_len, gen_len, modes, strategy, refresh, set, grid")
+    p.add_argument("--out", required=True, metavar="DIR", help="results folder (created if its parent exists)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler, e.g. "
+                   "tcp://10.0.0.1:8786 (default: a local cluster); workers must see the same model files")
+    p.add_argument("--workers", type=int, default=2, help="workers of the local cluster (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    spec = load_spec(a.spec)  # every spec error before anything runs
+    res = run_sweep(spec, a.out, scheduler=a.scheduler, workers=a.workers, progress=not a.no_progress)
+    print(f"{res.total} points: {res.skipped} finished before, {res.computed} run now, {res.failed} failed; "
+          f"{res.wall_s:.1f} s; results in {res.out} (pandas.read_parquet('{res.out}'))")
+    if res.failed:
+        import pandas as pd
+
+        df = pd.read_parquet(res.out)
+        for _, r in df[df["status"] != "ok"].head(5).iterrows():
+            print(f"  failed {r['config_hash']}: {r['error']}", file=sys.stderr)
+    return 1 if res.failed else 0
+
+
+def _cmd_report(argv: list[str]) -> int:
+    from sim.report import default_plot_dir, figures_for, save_figures
+
+    p = argparse.ArgumentParser(prog="pimsim report", description="plot saved results again without simulating: "
+                                "a run JSON (pimsim run --json) or a sweep folder (pimsim sweep --out)")
+    p.add_argument("results", help="run JSON file or sweep results folder")
+    p.add_argument("--out", metavar="DIR", help="folder for the PNGs (default: beside the results, NAME-plots)")
+    a = p.parse_args(argv)
+    out = a.out or default_plot_dir(a.results)
+    for path in save_figures(figures_for(a.results), out):
+        print(f"wrote {path}")
     return 0
 
 
@@ -479,6 +539,8 @@ def _cmd_export_trace(argv: list[str]) -> int:
 
 SUBCOMMANDS = {
     "run": (_cmd_run, "simulate token generation: latency and energy per token"),
+    "sweep": (_cmd_sweep, "run a grid of simulations on Dask into a Parquet dataset"),
+    "report": (_cmd_report, "plot a saved run or sweep again"),
     "validate": (_cmd_validate, "check a hardware config and print derived figures"),
     "run-trace": (_cmd_run_trace, "time a trace of the public AiM simulator"),
     "models": (_cmd_models, "list models with sizes and per-token costs"),

@@ -49,12 +49,21 @@ class Generation:
     summary: dict
 
     def to_json(self) -> dict:
+        s = 1e-9 * self.config["hardware"]["dram"]["tck_ns"]
         return {"version": project_version(), "config": self.config,
                 "tokens": [{"position": t.position, "latency_s": t.latency_s, "energy_j": t.energy_j,
-                            "cycles": t.cycles} for t in self.tokens],
+                            "cycles": t.cycles, "pim_only_s": t.pim_only_cycles * s,
+                            "row_pass_floor_s": t.floor_cycles * s, "bound_s": t.bound_s} for t in self.tokens],
                 "summary": self.summary}
 
 
+
+
+def strategies() -> tuple[str, ...]:
+    """The mapping strategies `simulate` accepts (for checking a sweep spec before it runs)."""
+    from mapping.placement import STRATEGIES
+
+    return STRATEGIES
 
 
 def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None):
