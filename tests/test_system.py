@@ -217,3 +217,22 @@ def test_aim_front_end_in_the_system_model_delays_the_second_channel_by_hand(pim
         r = SystemModel(cfg, refresh=False, front_end=fe, kernel=kernel).run_step(prog)
         finish[fe] = int(r.op_finish[0])
     assert finish["aim"] - finish["pim-gpt"] == 193
+
+
+def test_row_pass_floor_is_every_pass_at_its_own_length_plus_refresh():
+    """Floor by hand from the instructions (not the engine's counts): each all-bank row pass of k
+    columns at nRCDRDMAC + (k - 1) x nCCDL + nRTP + nRP = 56 + 2(k - 1) + 12 + 32 cycles, the
+    busiest channel's sum, times nREFI / (nREFI - nRFC) = 3333 / 3123; a lower bound of the PIM alone."""
+    from mapping.compile import compiler_for
+    from mapping.device import device_of
+    from mapping.stats import row_pass_columns
+    from workloads import get_spec
+
+    gen = simulate("gpt2-small", "pim-gpt", prompt_len=1, gen_len=2)
+    cfg = load_config("pim-gpt")
+    comp = compiler_for(get_spec("gpt2-small"), cfg, "pim-gpt", 3)
+    for r in gen.tokens:
+        cols = row_pass_columns(comp.compile(r.position).pim_instructions(), device_of(cfg))
+        by_hand = max(sum(56 + 2 * (int(k) - 1) + 12 + 32 for k in c) for c in cols)
+        assert r.floor_cycles == pytest.approx(by_hand * 3333 / 3123, rel=1e-12)
+        assert r.floor_cycles <= r.pim_only_cycles <= r.cycles
