@@ -63,15 +63,15 @@ class DataBinding:
 
     E = elements per column (column_bytes / element bytes), B = banks per channel. Index arrays
     are consumed in instruction order; for an instruction whose mask holds several channels,
-    WRGB/WR data are the same on every channel, and MAC-register reads take one row of
-    `acc_index` per channel, channels ascending.
+    WRGB data are the same on every channel, while WR and MAC-register reads take their rows of
+    `wr_index` / `acc_index` per channel, channels ascending (each channel its own data).
     - WRGB (COL = first global-buffer column, COUNT columns): global-buffer lane e of column c
       gets gb_src[gb_index[n, e]] (0 when -1), one row of gb_index per column. A MAC16 at row
       column c multiplies that column with global-buffer column c (AiM streams both in step).
     - RDMAC16: the B MAC registers go to acc_dst[acc_index[n, b]] (discarded when -1); a read
       clears the registers (they accumulate from 0 again).
-    - WR (COUNT columns): lane e of each column gets wr_src[wr_index[n, e]]; -1 lanes are masked
-      (the stored element is kept).
+    - WR (COUNT columns): lane e of each column gets wr_src[wr_index[n, e]], COUNT rows per
+      channel of the mask; -1 lanes are masked (the stored element is kept).
     - RD (COUNT columns): rd_dst[rd_index[n, e]] gets lane e (-1: not needed).
     """
 

@@ -622,34 +622,44 @@ class StepCompiler:
     @functools.cached_property
     def _v_plan(self):
         """Position-independent part of a V write: instruction grid (layer 0, chunk 0, column 0),
-        each unit's slot row, and the element each WR carries."""
+        which rows are WRs, the element each WR carries on each of its channels, channel mask.
+
+        Units at the same slot on different channels share a row and, per bank, a column, so
+        one instruction writes them all (each channel its own element: the binding holds one row
+        per channel, channels ascending); per slot: [ACT16,] one WR per bank, [PRE]."""
         dev, vr, spec = self.dev, self._vr0, self.spec
         B = dev.banks
         units = np.arange(vr.n_units)
         ch, slot = vr.unit_channel(units)
-        b = np.arange(B)
-        d = (units % vr.groups_per_head)[:, None] * B + b[None, :]                  # [U, B]
+        d = (units % vr.groups_per_head)[:, None] * B + np.arange(B)[None, :]      # [U, B]
         g = (units // vr.groups_per_head)[:, None]
-        k = B + 2
-        grid = np.zeros((len(units), k, N_FIELDS), np.int64)
-        keep = np.zeros((len(units), k), bool)
-        wr = grid[:, 1:B + 1]
-        wr[...] = np.array(column(0, self.cmds.wr, row=0, count=1, col=0, bank=0), np.int64)
-        wr[..., F_BANK] = b[None, :]
-        keep[:, 1:B + 1] = d < spec.d_head
-        if self.mode == "explicit":
-            grid[:, 0] = np.array(raw(0, self.cmds.act16, row=0), np.int64)
-            grid[:, -1] = np.array(precharge(0), np.int64)
-            keep[:, 0] = keep[:, -1] = True
-        grid[:, :, F_CHMASK] = (1 << ch)[:, None]
-        grid[:, :, F_ROW] = np.where(grid[:, :, 0] == OP_PRECHARGE, -1, vr.row(slot, 0)[:, None])
-        ins = grid[keep]
-        is_wr = np.zeros_like(keep)
-        is_wr[:, 1:B + 1] = True
-        return ins, is_wr[keep], (g * spec.d_head + d)[d < spec.d_head], int(np.bitwise_or.reduce(1 << ch))
+        elem = g * spec.d_head + d                                                 # [U, B]
+        keep = d < spec.d_head
+        rows, is_wr, vals = [], [], []
+        for s in range(int(slot.max()) + 1 if len(units) else 0):
+            us = units[slot == s]                       # channels ascending (units are by channel)
+            slot_mask = int(np.bitwise_or.reduce(1 << ch[us]))
+            row = int(vr.row(s, 0))
+            if self.mode == "explicit":
+                rows.append(raw(slot_mask, self.cmds.act16, row=row))
+                is_wr.append(False)
+            for b in range(B):
+                on = us[keep[us, b]]
+                if not len(on):
+                    continue
+                rows.append(column(int(np.bitwise_or.reduce(1 << ch[on])), self.cmds.wr, row=row, count=1, col=0,
+                                   bank=b))
+                is_wr.append(True)
+                vals.append(elem[on, b])
+            if self.mode == "explicit":
+                rows.append(precharge(slot_mask))
+                is_wr.append(False)
+        ins = np.array(rows, np.int64).reshape(-1, N_FIELDS)
+        vals = np.concatenate(vals) if vals else np.zeros(0, np.int64)
+        return ins, np.array(is_wr, bool), vals, int(np.bitwise_or.reduce(1 << ch)) if len(units) else 0
 
     def _v_write(self, p: int):
-        """Instructions (layer 0 rows) writing V of position p (one masked column per element)."""
+        """Instructions (layer 0 rows) writing V of position p (one masked column per bank and slot)."""
         ins, is_wr, _, mask = self._v_plan
         chunk, col = divmod(p, self.dev.tile_elems)
         out = ins.copy()

@@ -202,10 +202,10 @@ def run_pim(op: PimOp, image: MemoryImage, tensors: Tensors, names: tuple[str, .
             w = image.data[chans, :, row, lo:hi]                                   # [c, B, n]
             acc[chans] += np.einsum("cbn,cn->cb", w.astype(np.float64), gb[chans, lo:hi])
         elif opc == OP_COLUMN and name == "WR":
-            idx = take("wr", count).reshape(-1)
             src = tensors.full(d.wr_src)
-            ok = idx >= 0
-            for c in chans:
+            for c in chans:  # each channel its own data, channels ascending
+                idx = take("wr", count).reshape(-1)
+                ok = idx >= 0
                 seg = image.data[c, bank, row, lo:hi]
                 seg[ok] = src[idx[ok]]
         elif opc == OP_COLUMN and name == "RD":
