@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw_configs.isa import F_CHMASK
-from hw_configs.program import PimOp, Program
+from numba import njit
+
+from hw_configs.isa import F_CHMASK, F_CMD, F_COUNT, F_OP, F_ROW, OP_COLUMN, OP_PRECHARGE
 from sim.config import ConfigError, HardwareConfig, load_config
 from sim.derived import derived_figures
 from sim.engine import Engine
@@ -107,10 +108,10 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
     # a row pass of k columns takes at least nRCDRDMAC + (k - 1) x gap + nRTP + nRP (ACT16 to the
     # next ACT16), so a channel's P passes of C columns in all take P x (nRCDRDMAC - gap + nRTP +
     # nRP) + C x gap; for full rows that is P x the standard's row-pass time
-    mac_gap = std.self_gap(std.cmd("MAC16"))
+    mac16 = std.cmd("MAC16")
+    mac_gap = std.self_gap(mac16)
     per_pass = t["nRCDRDMAC"] - mac_gap + t["nRTP"] + t["nRP"]  # (nRAS, which can bind on short passes
     # elsewhere, does not on the AiM preset: 56 + 12 > 54; leaving it out keeps this a lower bound)
-    passes = RowPasses(compiler.dev)
     tck = cfg.dram.tck_ns
     positions = range(context)
     bar = None
@@ -128,16 +129,16 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
                 prog = compiler.compile(p)
                 step = system.run_step(prog)
                 pim = system.last_pim_instructions  # the PIM part back to back, no ASIC or I/O waits
-                alone.append(pool.submit(_alone_cycles, pim_only, pim) if len(pim) else None)
-                n_pass, n_cols = passes.of(prog)                               # [C], [C]
-                floor = float((n_pass * per_pass + n_cols * mac_gap).max()) * refresh_factor
+                alone.append(pool.submit(_pim_alone, pim_only, pim, mac16) if len(pim) else None)
                 bound = (weight_bytes + kv_per_pos * (p + 1)) / peak_bw
                 steps.append(step)
-                records.append(TokenRecord(p, step.cycles, step.latency_s, step.energy_j["total"], 0, floor, bound))
+                records.append(TokenRecord(p, step.cycles, step.latency_s, step.energy_j["total"], 0, 0.0, bound))
                 if bar is not None:
                     bar.update(1)
             for r, fut in zip(records, alone):
-                r.pim_only_cycles = fut.result() if fut is not None else 0
+                if fut is not None:
+                    r.pim_only_cycles, n_pass, n_cols = fut.result()                  # [C], [C]
+                    r.floor_cycles = float((n_pass * per_pass + n_cols * mac_gap).max()) * refresh_factor
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -150,51 +151,40 @@ def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int =
     return Generation(config=config, tokens=records, steps=steps, summary=summary)
 
 
-class RowPasses:
-    """Per channel, the row passes of a step and their MAC16 columns, from the instructions (what
-    the program asks for: not the activations a refresh or a KV write adds). Counted per op and
-    cached by op identity, since the compiler hands out the same position-independent ops."""
-
-    def __init__(self, dev):
-        self.dev = dev
-        self._cache: dict[int, tuple] = {}
-
-    def _op(self, op: PimOp) -> np.ndarray:
-        """[2, C]: passes and columns per channel of one op."""
-        from mapping.stats import row_pass_columns
-
-        ins = op.instructions
-        out = np.zeros((2, self.dev.channels), np.int64)
-        masks = ins[:, F_CHMASK]
-        if len(ins) and (masks == masks[0]).all():  # a gang op: every channel of the mask alike
-            cols = row_pass_columns(ins, self.dev)
-            first = next((c for c in range(self.dev.channels) if (int(masks[0]) >> c) & 1), None)
-            if first is not None:
-                for c in range(self.dev.channels):
-                    if (int(masks[0]) >> c) & 1:
-                        out[:, c] = len(cols[first]), int(cols[first].sum())
-            return out
-        for c, k in enumerate(row_pass_columns(ins, self.dev)):
-            out[:, c] = len(k), int(k.sum())
-        return out
-
-    def of(self, program: Program) -> tuple[np.ndarray, np.ndarray]:
-        parts = []
-        for op in program.ops:
-            if not isinstance(op, PimOp):
+@njit(cache=True, nogil=True)
+def row_passes(ins, n_channels, mac_cmd):
+    """Per channel: MAC16 row passes and their columns in one step's PIM instructions, as
+    mapping/stats.py defines them (a run of MAC16 to one row; a precharge or another column
+    command ends it). Counted from what the program asks for, not from the activations a refresh
+    or a KV write adds.  ins [n, N_FIELDS] -> passes [C], columns [C]."""
+    passes = np.zeros(n_channels, np.int64)
+    cols = np.zeros(n_channels, np.int64)
+    in_run = np.zeros(n_channels, np.bool_)   # the channel's last kept instruction was a MAC16
+    run_row = np.full(n_channels, -2, np.int64)
+    for i in range(ins.shape[0]):
+        op = ins[i, F_OP]
+        is_mac = op == OP_COLUMN and ins[i, F_CMD] == mac_cmd
+        if not is_mac and op != OP_PRECHARGE and op != OP_COLUMN:
+            continue
+        mask = ins[i, F_CHMASK]
+        for c in range(n_channels):
+            if (mask >> c) & 1 == 0:
                 continue
-            hit = self._cache.get(id(op))
-            if hit is None or hit[0] is not op:
-                if len(self._cache) > 100_000:
-                    self._cache.clear()
-                hit = self._cache[id(op)] = (op, self._op(op))
-            parts.append(hit[1])
-        total = np.sum(parts, axis=0) if parts else np.zeros((2, self.dev.channels), np.int64)
-        return total[0], total[1]
+            if is_mac:
+                if not (in_run[c] and run_row[c] == ins[i, F_ROW]):
+                    passes[c] += 1
+                cols[c] += ins[i, F_COUNT]
+                in_run[c] = True
+                run_row[c] = ins[i, F_ROW]
+            else:
+                in_run[c] = False
+    return passes, cols
 
 
-def _alone_cycles(engine: Engine, instructions: np.ndarray) -> int:
-    return engine.run(instructions, validate=False, op_stats=False, close_rows=False).cycles
+def _pim_alone(engine: Engine, instructions: np.ndarray, mac_cmd: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Worker-thread job of one step: the PIM part timed back to back, and its row passes."""
+    cycles = engine.run(instructions, validate=False, op_stats=False, close_rows=False).cycles
+    return (cycles, *row_passes(instructions, engine.n_channels, mac_cmd))
 
 
 def _spec_dict(spec) -> dict:

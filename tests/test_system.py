@@ -236,3 +236,34 @@ def test_row_pass_floor_is_every_pass_at_its_own_length_plus_refresh():
         by_hand = max(sum(56 + 2 * (int(k) - 1) + 12 + 32 for k in c) for c in cols)
         assert r.floor_cycles == pytest.approx(by_hand * 3333 / 3123, rel=1e-12)
         assert r.floor_cycles <= r.pim_only_cycles <= r.cycles
+
+
+def test_row_passes_match_the_mapping_definition_on_random_streams():
+    """sim.compose.row_passes (compiled, one pass over the step) against mapping/stats.py's
+    numpy definition, on random streams of MAC16 / other column / precharge / raw / simple rows."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hw_configs.isa import F_CHMASK, F_CMD, F_COUNT, F_OP, F_ROW, N_FIELDS, OP_COLUMN, OP_PRECHARGE, OP_RAW, OP_SIMPLE
+    from mapping.device import device_of
+    from mapping.stats import row_pass_columns
+    from sim.compose import row_passes
+
+    cfg = load_config("pim-gpt")
+    dev = device_of(cfg)
+    mac, wr, wrgb = dev.cmd("MAC16"), dev.cmd("WR"), dev.cmd("WRGB")
+    row = st.tuples(st.sampled_from([OP_COLUMN, OP_COLUMN, OP_PRECHARGE, OP_RAW, OP_SIMPLE]),
+                    st.sampled_from([mac, mac, wr, wrgb]), st.integers(1, 255), st.integers(0, 3), st.integers(1, 64))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(row, max_size=60))
+    def check(rows):
+        ins = np.zeros((len(rows), N_FIELDS), np.int64)
+        for i, (op, cmd, mask, r, n) in enumerate(rows):
+            ins[i, F_OP], ins[i, F_CMD], ins[i, F_CHMASK], ins[i, F_ROW], ins[i, F_COUNT] = op, cmd, mask, r, n
+        passes, cols = row_passes(ins, dev.channels, mac)
+        want = row_pass_columns(ins, dev)
+        assert passes.tolist() == [len(c) for c in want]
+        assert cols.tolist() == [int(c.sum()) for c in want]
+
+    check()
