@@ -1,7 +1,8 @@
 """Token generation with full cycle-level timing (refresh on): wall time per simulated token.
 
-For each model: prompt 1, then `--tokens` generated tokens on pim-gpt.yaml in overlap mode, every
-step timed in full. One line per model (cpu_s: this process's CPU time, the figure to quote on
+For each model: `--tokens` simulated tokens (decode steps) on pim-gpt.yaml in overlap mode, every
+step timed in full: a prompt of 1 and `--tokens` - 1 generated tokens, so 1024 fills GPT-2's whole
+context of 1024 positions (prompt 1 + 1024 generated would exceed it). One line per model (cpu_s: this process's CPU time, the figure to quote on
 a shared machine):
 
     model=gpt2-xl tokens=1024 wall_s=<n> cpu_s=<n> peak_rss_mb=<n> sim_latency_ms_per_token=<n> pim_only_ms=<n> floor_ms=<n> bound_ms=<n>
@@ -24,7 +25,8 @@ PAPER_MODELS = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-smal
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=1024, help="generated tokens per model (default 1024)")
+    ap.add_argument("--tokens", type=int, default=1024, help="simulated tokens per model: prompt 1 + tokens - 1 "
+                    "generated (default 1024)")
     ap.add_argument("--models", help="comma-separated names, or 'paper' for all 8 paper models (default: "
                     "gpt2-xl, then the 8 paper models)")
     ap.add_argument("--hw", default="pim-gpt")
@@ -42,7 +44,7 @@ def run_group(models: tuple[str, ...], hw: str, tokens: int) -> None:
     total = 0.0
     for m in models:
         t0, c0 = time.perf_counter(), time.process_time()
-        g = simulate(m, hw, prompt_len=1, gen_len=tokens)
+        g = simulate(m, hw, prompt_len=1, gen_len=tokens - 1)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         total += wall
         s = g.summary

@@ -385,3 +385,24 @@ def test_trace_parse_bench_prints_its_figure_line():
     # 3000 lines = 176 periods of 17 lines (14 make a row; W CFR, EWADD and the comment do not),
     # then the first 7 lines of a period (all rows) and EOC
     assert int(m.group(1)) == 176 * 14 + 7 + 1
+
+
+def test_every_command_has_help_and_every_config_reader_takes_set():
+    """One framework for every subcommand: `pimsim X --help` works in a subprocess for each, names
+    the command, and a command that reads a hardware config (`--hw`) also takes `--set`."""
+    import os
+
+    from sim.cli import SUBCOMMANDS
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for name in SUBCOMMANDS:
+        out = subprocess.run([sys.executable, "-m", "sim.cli", name, "--help"], capture_output=True, text=True,
+                             cwd=ROOT, env=env, timeout=120)
+        assert out.returncode == 0, (name, out.stderr)
+        text = out.stdout
+        assert f"pimsim {name}" in text, name
+        if "--hw" in text:
+            assert "--set" in text, f"pimsim {name} reads a hardware config but has no --set"
+    top = subprocess.run([sys.executable, "-m", "sim.cli", "--help"], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=120)
+    assert top.returncode == 0 and all(name in top.stdout for name in SUBCOMMANDS)
