@@ -27,7 +27,9 @@ def model(**asic) -> AsicModel:
 
 
 def op(kind, n, rows=1, inputs=1, i=3):
-    return AsicOp(i, f"L0.{kind}", "norms", (), kind, n, rows, inputs)
+    """An op of `rows` rows of `n` elements (AsicOp.elements counts all rows)."""
+    total = n * rows if isinstance(rows, int) and not isinstance(rows, bool) and rows > 0 else n
+    return AsicOp(i, f"L0.{kind}", "norms", (), kind, total, rows, inputs)
 
 
 # ---- hand-derived cycle counts (HAND: 256 lanes, Taylor order 4, 2 + 2 Newton steps, 2 overhead) ----
@@ -226,3 +228,20 @@ def test_set_override_reaches_the_asic(capsys):
     assert cli(["validate", "pim-gpt", "--set", "asic.clock_mhz=100", "--set", "asic.lanes=64", "--json"]) == 0
     resolved = json.loads(capsys.readouterr().out)["config"]["asic"]
     assert resolved["clock_mhz"] == 100.0 and resolved["lanes"] == 64
+
+
+def test_mapped_softmax_is_timed_per_head():
+    """GPT2-small at position 39: the compiler's softmax holds 12 heads x 40 scores (elements
+    counts all of them). On the default 512 lanes the 12 rows of 40 share one group (512 // 40 =
+    12): one pass per sweep, tree over 40 = 6 steps, so 1 + 6 + 1 + 11 + 1 + 6 + 5 + 1 = 32 cycles
+    + 2 overhead (Taylor order 4, 2 Newton steps), not 12 groups of a 480-long row."""
+    from mapping.compile import compile_step
+    from sim.config import load_config
+    from sim.system.asic import AsicModel
+    from workloads import get_spec
+
+    cfg = load_config("pim-gpt")
+    prog = compile_step(get_spec("gpt2-small"), cfg, 39)
+    sm = next(o for o in prog.ops if o.name == "L0.softmax")
+    assert (sm.elements, sm.rows) == (12 * 40, 12)
+    assert AsicModel(cfg).cycles(sm) == 34

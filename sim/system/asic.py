@@ -270,7 +270,10 @@ class AsicModel:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{where}: {name} must be a positive integer, got {v!r}")
             sizes.append(int(v))
-        s = Shape(*sizes, self.cfg.lanes)
+        elements, rows, inputs = sizes
+        if elements % rows:
+            raise ValueError(f"{where}: {elements} elements do not split into {rows} rows of equal length")
+        s = Shape(elements // rows, rows, inputs, self.cfg.lanes)  # AsicOp.elements counts every row
         if op.kind in RESIDENT_VECTORS:
             need = s.rows_per_group * s.n * self.element_bytes * RESIDENT_VECTORS[op.kind]
             if need > self.cfg.sram_bytes:
