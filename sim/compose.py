@@ -174,3 +174,36 @@ def summarize(steps: list[StepResult], records: list[TokenRecord], system: Syste
 
 
 NON_PIM_TAGS = ("norms", "softmax", "residual", "reductions", "sampling", "data_movement", "idle")
+
+
+# --------------------------------------------------------------------------- functional numerics
+
+
+def functional_setup(model, cfg: HardwareConfig, context: int, strategy: str = "pim-gpt",
+                     row_commands: str | None = None):
+    """(compiler, bf16 image, ASIC parameter store) for running `model` functionally on `cfg`:
+    the mapping's fp32 image of the real weights (mapping.executor.build_image, the placement's
+    layout), every value rounded to bf16."""
+    from mapping.compile import compiler_for
+    from mapping.executor import asic_store, build_image
+    from sim.functional.executor import PimImage
+
+    comp = compiler_for(model.spec, cfg, strategy, context, row_commands)
+    image = PimImage.from_fp32(build_image(comp.placement, model.params).data)
+    return comp, image, asic_store(comp.placement, model.params)
+
+
+def pim_decoder(cfg: HardwareConfig, image=None, backend: str = "numba"):
+    """A decoder factory for mapping.accuracy: (compiler, model) -> step(position, token) -> logits,
+    running the PIM numerics of `cfg` on `image` (built from the compiler's placement when None)."""
+    from mapping.executor import asic_store, build_image
+    from sim.functional.executor import FunctionalExecutor, PimImage, PimNumerics
+
+    numerics = PimNumerics.from_config(cfg)
+
+    def make(compiler, model):
+        img = image if image is not None else PimImage.from_fp32(build_image(compiler.placement, model.params).data)
+        ex = FunctionalExecutor(img, asic_store(compiler.placement, model.params), numerics, backend)
+        return lambda pos, tok: ex.run(compiler.compile(pos, int(tok)))["logits"].copy()
+
+    return make
