@@ -402,20 +402,23 @@ def _cmd_place(argv: list[str]) -> int:
 
 
 def _cmd_accuracy(argv: list[str]) -> int:
-    from mapping.accuracy import NUMERICS, accuracy
+    from mapping.accuracy import accuracy
     from mapping.kernels import ROW_COMMANDS
     from mapping.placement import STRATEGIES
+    from sim.compose import pim_decoder
     from sim.config import load_config
     from sim.results import check_output_path, provenance, write_json_atomic
     from workloads import load_model
 
-    p = argparse.ArgumentParser(prog="pimsim accuracy", description="run the reference and the compiled programs "
-                                "(exact executor) on the same tokens and compare the logits")
+    p = argparse.ArgumentParser(prog="pimsim accuracy", description="run the fp32 reference and the compiled programs "
+                                "on the same tokens (teacher forcing) and compare the logits")
     p.add_argument("--model", required=True, help="built-in model name, model YAML, .gguf file or HF directory")
     p.add_argument("--weights", default="random", help="random (seeded), auto (the model's own or packaged weights) "
                    "or a .gguf file / Hugging Face directory")
     p.add_argument("--tokens", type=int, default=8, help="tokens to decode (default 8)")
-    p.add_argument("--numerics", default="exact", choices=NUMERICS, help="executor numerics (exact: fp32, exact sums)")
+    p.add_argument("--numerics", default="pim", choices=["pim", "exact"],
+                   help="pim: the functional core (bf16 memory and MACs, the configured accumulation and ASIC "
+                        "approximations); exact: fp32 with exact sums (default: %(default)s)")
     _add_hw(p)
     p.add_argument("--strategy", default="pim-gpt", choices=STRATEGIES)
     p.add_argument("--row-commands", choices=ROW_COMMANDS)
@@ -424,14 +427,24 @@ def _cmd_accuracy(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.json:
         check_output_path(a.json)
-    cfg = load_config(a.hw, _overrides(a.set))
+    overrides = _overrides(a.set)
+    cfg = load_config(a.hw, overrides)
     model = load_model(a.model, weights=a.weights, seed=a.seed)
-    out = accuracy(model, cfg, a.tokens, a.strategy, a.row_commands, a.numerics, a.seed)
+    out = accuracy(model, cfg, a.tokens, a.strategy, a.row_commands, a.numerics, a.seed,
+                   decoders={"pim": pim_decoder(cfg)})
     s = out["summary"]
-    print(f"{s['model']} ({s['weights']}) on {cfg.name}, strategy {s['strategy']}, {s['tokens']} tokens, numerics "
-          f"{s['numerics']}: max_abs_logit_error={s['max_abs_logit_error']:.3g} top1_agreement={s['top1_agreement']:.3f}")
+    ppl = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    print(f"{s['model']} ({s['weights']}) on {cfg.name}{_with_sets(overrides)}, strategy {s['strategy']}, "
+          f"{s['tokens']} tokens ({s['prompt_tokens']} prompt), numerics {s['numerics']}")
+    print(f"  top1_agreement={s['top1_agreement']:.4f} max_abs_logit_error={s['max_abs_logit_error']:.4g} "
+          f"mean_abs_logit_error={s['mean_abs_logit_error']:.4g} perplexity reference={ppl(s['perplexity_reference'])} "
+          f"{s['numerics']}={ppl(s['perplexity_numerics'])}")
+    if "reference_text" in s:
+        print(f"  prompt: {s['prompt_text']!r}")
+        print(f"  reference greedy: {s['reference_text']!r}")
+        print(f"  {s['numerics']} greedy: {s['numerics_text']!r}")
     if a.json:
-        write_json_atomic(a.json, {**out, **provenance(cfg)})
+        write_json_atomic(a.json, {**out, "overrides": overrides, **provenance(cfg)})
         print(f"wrote {a.json}")
     return 0
 
