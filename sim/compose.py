@@ -207,3 +207,41 @@ def pim_decoder(cfg: HardwareConfig, image=None, backend: str = "numba"):
         return lambda pos, tok: ex.run(compiler.compile(pos, int(tok)))["logits"].copy()
 
     return make
+
+
+def accuracy_sweep(model_name: str, weights: str, hw: str, overrides: dict | None, grid: dict[str, list],
+                   n_tokens: int, prompt_len: int, gen_len: int, strategy: str = "pim-gpt", mode: str = "overlap",
+                   seed: int = 0, progress=None) -> tuple[list[dict], HardwareConfig, dict]:
+    """Accuracy (teacher-forced, functional core) next to latency and energy (`simulate`, prompt_len
+    + gen_len tokens) for the base config and each knob value of `grid`, one knob at a time.
+    The tokens, the reference, the compiled steps and the bf16 image are shared by every point
+    (the knobs change numerics, never placement). Returns (rows, base config, run facts)."""
+    from mapping.accuracy import compare, prepare, teacher_forced
+    from mapping.executor import asic_store, build_image
+    from sim.functional.executor import FunctionalExecutor, PimImage, PimNumerics
+    from sim.functional.tradeoff import run_sweep, sweep_points
+    from workloads import load_model
+
+    overrides = dict(overrides or {})
+    base = load_config(hw, overrides)
+    model = load_model(model_name, weights=weights, seed=seed)
+    prep = prepare(model, base, n_tokens, strategy, seed=seed)
+    image = PimImage.from_fp32(build_image(prep.compiler.placement, model.params).data)
+    store = asic_store(prep.compiler.placement, model.params)
+
+    def accuracy_of(ov: dict) -> dict:
+        ex = FunctionalExecutor(image, store, PimNumerics.from_config(load_config(hw, {**overrides, **ov})))
+        got = teacher_forced(lambda p, t: ex.run(prep.compiler.compile(p, int(t)))["logits"].copy(), prep.tokens)
+        return compare(prep.reference, got, prep.tokens, prep.n_prompt)[0]
+
+    def cost_of(ov: dict) -> dict:
+        s = simulate(model_name, load_config(hw, {**overrides, **ov}), prompt_len, gen_len, mode, strategy).summary
+        return {"latency_s_per_token": s["latency_s_per_token_mean"], "energy_j_per_token": s["energy_j_per_token_mean"],
+                "asic_energy_j_per_token": sum(s["breakdown_energy_j"]["asic"].values()),
+                "tokens_per_s": s["tokens_per_s"]}
+
+    rows = run_sweep(sweep_points(grid, base), accuracy_of, cost_of, progress)
+    facts = {"model": model.spec.name, "weights": model.source, "tokens": len(prep.tokens),
+             "prompt_tokens": prep.n_prompt, "timing_prompt_len": prompt_len, "timing_gen_len": gen_len,
+             "mode": mode, "strategy": strategy, "overrides": overrides, "grid": grid}
+    return rows, base, facts
