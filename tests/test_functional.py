@@ -306,3 +306,34 @@ def test_cli_accuracy_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sim.cli", "accuracy", *args[:6], "--set", "pim.adder_tree=diagonal"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "pim.adder_tree" in bad.stderr
+
+
+def test_accuracy_sweep_writes_table_and_plot(tmp_path, capsys):
+    from sim.cli import main as cli
+    from sim.compose import simulate
+
+    model_file = tmp_path / "odd.yaml"
+    model_file.write_text(ODD_YAML)
+    csv_out, json_out, png = tmp_path / "s.csv", tmp_path / "s.json", tmp_path / "s.png"
+    args = ["accuracy-sweep", "--model", str(model_file), "--weights", "random", "--tokens", "5", "--prompt-len", "2",
+            "--gen-len", "1", "--knob", "asic.exp_taylor_order=1,4", "--knob", "pim.accumulate_dtype=bf16"]
+    assert cli(args + ["--csv", str(csv_out), "--json", str(json_out), "--plot", str(png)]) == 0
+    data = json.loads(json_out.read_text())
+    rows = data["rows"]
+    assert [r["label"] for r in rows] == ["base", "exp_taylor_order=1", "accumulate_dtype=bf16"]  # 4 is the base
+    assert csv_out.read_text().count("\n") == 4 and png.read_bytes()[:4] == b"\x89PNG"
+    assert data["config"]["asic"]["exp_taylor_order"] == 4 and data["pimsim_version"]
+    # each row is what the separate paths report for its config
+    for r, ov in ((rows[0], {}), (rows[1], {"asic.exp_taylor_order": 1})):
+        cfg = load_config("pim-gpt", ov)
+        acc = accuracy(load_model(str(model_file), weights="random"), cfg, 5, numerics="pim",
+                       decoders={"pim": pim_decoder(cfg)}, continuation=False)["summary"]
+        assert r["mean_abs_logit_error"] == acc["mean_abs_logit_error"]
+        assert r["top1_agreement"] == acc["top1_agreement"]
+        assert r["latency_s_per_token"] == simulate(str(model_file), cfg, 2, 1).summary["latency_s_per_token_mean"]
+    # a first-order exp is cheaper in the ASIC (EXP = T + 7 operations) and gives other numbers
+    assert rows[1]["asic_energy_j_per_token"] < rows[0]["asic_energy_j_per_token"]
+    assert rows[1]["mean_abs_logit_error"] != rows[0]["mean_abs_logit_error"]
+    assert rows[2]["mean_abs_logit_error"] != rows[0]["mean_abs_logit_error"]
+    assert cli(args[:3] + ["--knob", "dram.channels=4"]) == 2
+    assert "cannot be swept" in capsys.readouterr().err
