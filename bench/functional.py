@@ -10,9 +10,13 @@ after a short warm-up (compilation and image building excluded), best of a few r
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not an installed copy
 
 from sim.compose import functional_setup
 from sim.config import load_config
