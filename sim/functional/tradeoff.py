@@ -124,6 +124,8 @@ def plot(path: str | Path, rows: list[dict], title: str = "") -> Path:
                 ax.annotate(r["label"] if k != "base" else "base", (r[key] * scale, r["mean_abs_logit_error"]),
                             fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(unit)
+        ax.ticklabel_format(axis="x", useOffset=False)
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("mean |logit error| vs fp32 reference")
