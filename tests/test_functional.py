@@ -103,7 +103,7 @@ def test_mac16_kernel_is_bit_exact_with_the_emulation_and_within_its_bound(seed,
     assert np.all(np.abs(got - exact) <= bound * (1 + 1e-12))
 
 
-def test_mac16_fp32_tolerance_is_tight_enough_to_fail_a_wrong_order():
+def test_adder_tree_orders_give_different_bits():
     """The emulation's two orders give different bits on the same data (the bit-exact test can
     tell them apart), and the fast fp32 tree path equals the emulation's pairwise order."""
     rng = np.random.default_rng(5)

@@ -13,6 +13,11 @@ and the MAC register add in `pim.accumulate_dtype`:
 level by level (p0+p1, p2+p3, ...; an odd last one passes up) and then adds the tree's sum to the
 register; `sequential` adds them one after another into the register.
 
+Tolerance against exact sums: after K columns a register differs from the exact sum of its
+products and its start value by at most gamma_m * sum |terms|, gamma_m = m u / (1 - m u), with
+m = ceil(log2 E) + K (pairwise) or E K (sequential) roundings met by any term and u = 2^-24
+(fp32) or 2^-8 (bf16); delivery to a bf16 ASIC rounds once more (u). Tested pointwise.
+
 Data paths: WRGB and WR round the ASIC's values to bf16 (the memory format); RD returns bf16
 values; RDMAC16 delivers each register to the ASIC, rounded to the ASIC's dtype, and clears it.
 sim/functional/emulate.py computes the same in plain numpy; the tests hold the two bit-exact.
