@@ -76,9 +76,9 @@ class PimNumerics:
     """The numeric choices of one config: the PIM's accumulation and the ASIC's datapath."""
 
     asic: AsicNumerics
-    accumulate_dtype: str = "fp32"
-    adder_tree: str = "pairwise"
-    gb_elems: int = 1024
+    accumulate_dtype: str = "fp32"   # pim.accumulate_dtype
+    adder_tree: str = "pairwise"     # pim.adder_tree
+    gb_elems: int = 1024             # global-buffer elements per channel (pim-gpt: 2 KB of bf16, REFERENCE 2)
 
     def __post_init__(self):
         if self.accumulate_dtype not in ("fp32", "bf16"):
@@ -206,7 +206,12 @@ class FunctionalExecutor:
         """Execute every op in program order; the step's tensors (e.g. `logits`, `token`)."""
         img = self.image.data
         C, _, _, B = img.shape
-        E = int(program.meta.get("elements_per_column", 16))
+        if "elements_per_column" not in program.meta:
+            raise FunctionalError("the program does not say how many elements a column holds "
+                                  "(meta['elements_per_column'])")
+        E = int(program.meta["elements_per_column"])
+        if img.shape[2] % E:
+            raise FunctionalError(f"image rows of {img.shape[2]} elements are not whole columns of {E}")
         if int(program.meta.get("banks", B)) != B:
             raise FunctionalError(f"program for {program.meta.get('banks')} banks, image has {B}")
         cmd_ids = self._commands(program.command_names)
