@@ -303,6 +303,11 @@ def test_cli_accuracy_end_to_end(tmp_path):
     fp32 = accuracy(load_model(str(model_file), weights="random"), load_config("pim-gpt"), 6, numerics="pim",
                     decoders={"pim": pim_decoder(load_config("pim-gpt"))})["summary"]
     assert fp32["max_abs_logit_error"] != s["max_abs_logit_error"]
+    # free-running greedy after the prompt: the exact executor (1e-4 of the reference) continues
+    # as the reference did; the record holds as many tokens as the reference's continuation
+    exact = accuracy(load_model(str(model_file), weights="random"), cfg, 6, numerics="exact")["summary"]
+    assert exact["numerics_continuation"] == exact["reference_continuation"]
+    assert len(s["numerics_continuation"]) == len(s["reference_continuation"]) == 6 - s["prompt_tokens"] > 0
     bad = subprocess.run([sys.executable, "-m", "sim.cli", "accuracy", *args[:6], "--set", "pim.adder_tree=diagonal"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "pim.adder_tree" in bad.stderr
@@ -337,3 +342,15 @@ def test_accuracy_sweep_writes_table_and_plot(tmp_path, capsys):
     assert rows[2]["mean_abs_logit_error"] != rows[0]["mean_abs_logit_error"]
     assert cli(args[:3] + ["--knob", "dram.channels=4"]) == 2
     assert "cannot be swept" in capsys.readouterr().err
+
+
+def test_greedy_after_feeds_each_choice_back_at_the_next_position():
+    from mapping.accuracy import greedy_after, perplexity
+
+    V = 7
+    step = lambda pos, tok: np.eye(V)[(tok + pos) % V]          # noqa: E731  next = token + position
+    forced = np.eye(V)[[0, 3, 5]]                                # teacher-forced logits of positions 0..2
+    assert greedy_after(step, forced, 2, 4) == [3, 5, 1, 5]      # argmax(row 1), then 3+2, 5+3, 1+4 (mod 7)
+    # perplexity of tokens[2:] from rows 1..: uniform logits give V exactly
+    assert perplexity(np.zeros((4, V)), [0, 1, 2, 3], 2) == pytest.approx(V)
+    assert perplexity(np.zeros((4, V)), [0, 1, 2, 3], 4) is None
