@@ -56,12 +56,12 @@ class Generation:
 
 
 
-def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None):
-    """(ModelSpec, HardwareConfig) from names or files."""
-    from workloads import get_spec
+def resolve(model, hw: str | HardwareConfig, overrides: dict | None = None):
+    """(ModelSpec, HardwareConfig) from names or files (a ModelSpec is taken as it is)."""
+    from workloads import ModelSpec, get_spec
 
     cfg = hw if isinstance(hw, HardwareConfig) else load_config(hw, overrides)
-    return get_spec(model), cfg
+    return (model if isinstance(model, ModelSpec) else get_spec(model)), cfg
 
 
 def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int = 8, gen_len: int = 32,
@@ -235,7 +235,7 @@ def accuracy_sweep(model_name: str, weights: str, hw: str, overrides: dict | Non
         return compare(prep.reference, got, prep.tokens, prep.n_prompt)[0]
 
     def cost_of(ov: dict) -> dict:
-        s = simulate(model_name, load_config(hw, {**overrides, **ov}), prompt_len, gen_len, mode, strategy).summary
+        s = simulate(model.spec, load_config(hw, {**overrides, **ov}), prompt_len, gen_len, mode, strategy).summary
         return {"latency_s_per_token": s["latency_s_per_token_mean"], "energy_j_per_token": s["energy_j_per_token_mean"],
                 "asic_energy_j_per_token": sum(s["breakdown_energy_j"]["asic"].values()),
                 "tokens_per_s": s["tokens_per_s"]}
