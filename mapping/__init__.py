@@ -5,7 +5,8 @@
 - `kernels`, `compile`: one decode step -> `hw_configs.program.Program` (PIM instruction blocks in
   the `hw_configs.isa` format, ASIC ops, I/O), cached by shape.
 - `executor`: the exact numpy executor that runs a Program on a memory image (the proof);
-  `accuracy`: the reference and the executor on the same tokens.
+  `accuracy`: the reference and a decoder (the exact executor, or numerics passed in by the
+  composition root) on the same tokens, teacher-forced.
 - `stats`, `export`: program statistics (row passes, floors, padding) and the AiM trace writer.
 
 May import `hw_configs` and `workloads`; never `sim` (the Program is the contract).

@@ -466,20 +466,23 @@ def _cmd_place(argv: list[str]) -> int:
 
 
 def _cmd_accuracy(argv: list[str]) -> int:
-    from mapping.accuracy import NUMERICS, accuracy
+    from mapping.accuracy import accuracy
     from mapping.kernels import ROW_COMMANDS
     from mapping.placement import STRATEGIES
+    from sim.compose import pim_decoder
     from sim.config import load_config
     from sim.results import check_output_path, provenance, write_json_atomic
     from workloads import load_model
 
-    p = argparse.ArgumentParser(prog="pimsim accuracy", description="run the reference and the compiled programs "
-                                "(exact executor) on the same tokens and compare the logits")
+    p = argparse.ArgumentParser(prog="pimsim accuracy", description="run the fp32 reference and the compiled programs "
+                                "on the same tokens (teacher forcing) and compare the logits")
     p.add_argument("--model", required=True, help="built-in model name, model YAML, .gguf file or HF directory")
     p.add_argument("--weights", default="random", help="random (seeded), auto (the model's own or packaged weights) "
                    "or a .gguf file / Hugging Face directory")
     p.add_argument("--tokens", type=int, default=8, help="tokens to decode (default 8)")
-    p.add_argument("--numerics", default="exact", choices=NUMERICS, help="executor numerics (exact: fp32, exact sums)")
+    p.add_argument("--numerics", default="pim", choices=["pim", "exact"],
+                   help="pim: the functional core (bf16 memory and MACs, the configured accumulation and ASIC "
+                        "approximations); exact: fp32 with exact sums (default: %(default)s)")
     _add_hw(p)
     p.add_argument("--strategy", default="pim-gpt", choices=STRATEGIES)
     p.add_argument("--row-commands", choices=ROW_COMMANDS)
@@ -488,15 +491,73 @@ def _cmd_accuracy(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.json:
         check_output_path(a.json)
-    cfg = load_config(a.hw, _overrides(a.set))
+    overrides = _overrides(a.set)
+    cfg = load_config(a.hw, overrides)
     model = load_model(a.model, weights=a.weights, seed=a.seed)
-    out = accuracy(model, cfg, a.tokens, a.strategy, a.row_commands, a.numerics, a.seed)
+    out = accuracy(model, cfg, a.tokens, a.strategy, a.row_commands, a.numerics, a.seed,
+                   decoders={"pim": pim_decoder(cfg)})
     s = out["summary"]
-    print(f"{s['model']} ({s['weights']}) on {cfg.name}, strategy {s['strategy']}, {s['tokens']} tokens, numerics "
-          f"{s['numerics']}: max_abs_logit_error={s['max_abs_logit_error']:.3g} top1_agreement={s['top1_agreement']:.3f}")
+    ppl = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    print(f"{s['model']} ({s['weights']}) on {cfg.name}{_with_sets(overrides)}, strategy {s['strategy']}, "
+          f"{s['tokens']} tokens ({s['prompt_tokens']} prompt), numerics {s['numerics']}")
+    print(f"  top1_agreement={s['top1_agreement']:.4f} max_abs_logit_error={s['max_abs_logit_error']:.4g} "
+          f"mean_abs_logit_error={s['mean_abs_logit_error']:.4g} perplexity reference={ppl(s['perplexity_reference'])} "
+          f"{s['numerics']}={ppl(s['perplexity_numerics'])}")
+    if "reference_text" in s:
+        print(f"  prompt: {s['prompt_text']!r}")
+        print(f"  reference greedy: {s['reference_text']!r}")
+        print(f"  {s['numerics']} greedy: {s['numerics_text']!r}")
     if a.json:
-        write_json_atomic(a.json, {**out, **provenance(cfg)})
+        write_json_atomic(a.json, {**out, "overrides": overrides, **provenance(cfg)})
         print(f"wrote {a.json}")
+    return 0
+
+
+def _cmd_accuracy_sweep(argv: list[str]) -> int:
+    from sim.compose import accuracy_sweep
+    from sim.functional.tradeoff import DEFAULT_GRID, KNOBS, parse_knob, plot, write_csv
+    from sim.results import check_output_path, provenance, write_json_atomic
+
+    p = argparse.ArgumentParser(prog="pimsim accuracy-sweep", description="accuracy of the PIM numerics next to "
+                                "simulated latency and energy, one numeric knob varied at a time")
+    p.add_argument("--model", default="smollm2-135m", help="model zoo name (default %(default)s)")
+    p.add_argument("--weights", default="auto", help="random, auto or a weights file (default %(default)s)")
+    _add_hw(p)
+    p.add_argument("--knob", action="append", metavar="KEY=V1,V2",
+                   help=f"a knob and its values (repeatable; replaces the default grid). Knobs: {', '.join(KNOBS)}")
+    p.add_argument("--tokens", type=int, default=16, help="teacher-forced tokens for accuracy (default 16)")
+    p.add_argument("--prompt-len", type=int, default=4, help="prompt tokens of the timing run (default 4)")
+    p.add_argument("--gen-len", type=int, default=4, help="generated tokens of the timing run (default 4)")
+    p.add_argument("--mode", default="overlap", help="system model mode (default overlap)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", metavar="OUT", help="write the table as CSV")
+    p.add_argument("--json", metavar="OUT", help="write the table, the resolved config and the run's facts as JSON")
+    p.add_argument("--plot", metavar="OUT", help="write the trade-off plot (PNG, SVG or PDF by suffix)")
+    a = p.parse_args(argv)
+    for out in (a.csv, a.json, a.plot):
+        if out:
+            check_output_path(out)
+    grid = dict(parse_knob(k) for k in a.knob) if a.knob else DEFAULT_GRID
+    rows, cfg, facts = accuracy_sweep(a.model, a.weights, a.hw, _overrides(a.set), grid, a.tokens, a.prompt_len,
+                                      a.gen_len, mode=a.mode, seed=a.seed,
+                                      progress=lambda label: print(f"  running {label}", file=sys.stderr, flush=True))
+    print(f"{facts['model']} on {cfg.name}: accuracy over {facts['tokens']} teacher-forced tokens, cost over "
+          f"{a.prompt_len} + {a.gen_len} simulated tokens ({a.mode})")
+    print(f"  {'config':34s} {'top1':>6s} {'mean|err|':>10s} {'max|err|':>9s} {'ppl':>8s} {'lat us':>9s} "
+          f"{'E uJ':>9s} {'ASIC uJ':>8s}")
+    for r in rows:
+        ppl = r["perplexity_numerics"]
+        print(f"  {r['label']:34s} {r['top1_agreement']:6.3f} {r['mean_abs_logit_error']:10.4g} "
+              f"{r['max_abs_logit_error']:9.4g} {ppl if ppl is None else round(ppl, 3)!s:>8s} "
+              f"{r['latency_s_per_token'] * 1e6:9.3f} {r['energy_j_per_token'] * 1e6:9.3f} "
+              f"{r['asic_energy_j_per_token'] * 1e6:8.3f}")
+    if a.csv:
+        print(f"wrote {write_csv(a.csv, rows)}")
+    if a.json:
+        print(f"wrote {write_json_atomic(a.json, {'rows': rows, **facts, **provenance(cfg)})}")
+    if a.plot:
+        title = f"{facts['model']} on {cfg.name}: accuracy ({facts['tokens']} tokens) vs simulated cost"
+        print(f"wrote {plot(a.plot, rows, title)}")
     return 0
 
 
@@ -547,6 +608,7 @@ SUBCOMMANDS = {
     "compile": (_cmd_compile, "compile a decode step: statistics and PIM cycles"),
     "place": (_cmd_place, "where a model's weights and KV cache live"),
     "accuracy": (_cmd_accuracy, "compiled programs vs the reference on the same tokens"),
+    "accuracy-sweep": (_cmd_accuracy_sweep, "accuracy next to latency and energy over numeric knobs"),
     "export-trace": (_cmd_export_trace, "write a decode step as an AiM simulator trace"),
 }
 

@@ -69,12 +69,12 @@ def strategies() -> tuple[str, ...]:
     return STRATEGIES
 
 
-def resolve(model: str, hw: str | HardwareConfig, overrides: dict | None = None):
-    """(ModelSpec, HardwareConfig) from names or files."""
-    from workloads import get_spec
+def resolve(model, hw: str | HardwareConfig, overrides: dict | None = None):
+    """(ModelSpec, HardwareConfig) from names or files (a ModelSpec is taken as it is)."""
+    from workloads import ModelSpec, get_spec
 
     cfg = hw if isinstance(hw, HardwareConfig) else load_config(hw, overrides)
-    return get_spec(model), cfg
+    return (model if isinstance(model, ModelSpec) else get_spec(model)), cfg
 
 
 def simulate(model: str, hw: str | HardwareConfig = "pim-gpt", prompt_len: int = 8, gen_len: int = 32,
@@ -240,3 +240,74 @@ def summarize(steps: list[StepResult], records: list[TokenRecord], system: Syste
 
 
 NON_PIM_TAGS = ("norms", "softmax", "residual", "reductions", "sampling", "data_movement", "idle")
+
+
+# --------------------------------------------------------------------------- functional numerics
+
+
+def functional_setup(model, cfg: HardwareConfig, context: int, strategy: str = "pim-gpt",
+                     row_commands: str | None = None):
+    """(compiler, bf16 image, ASIC parameter store) for running `model` functionally on `cfg`:
+    the mapping's fp32 image of the real weights (mapping.executor.build_image, the placement's
+    layout), every value rounded to bf16."""
+    from mapping.compile import compiler_for
+    from mapping.executor import asic_store, build_image
+    from sim.functional.executor import PimImage
+
+    comp = compiler_for(model.spec, cfg, strategy, context, row_commands)
+    image = PimImage.from_fp32(build_image(comp.placement, model.params).data)
+    return comp, image, asic_store(comp.placement, model.params)
+
+
+def pim_decoder(cfg: HardwareConfig, image=None, backend: str = "numba"):
+    """A decoder factory for mapping.accuracy: (compiler, model) -> step(position, token) -> logits,
+    running the PIM numerics of `cfg` on `image` (built from the compiler's placement when None)."""
+    from mapping.executor import asic_store, build_image
+    from sim.functional.executor import FunctionalExecutor, PimImage, PimNumerics
+
+    numerics = PimNumerics.from_config(cfg)
+
+    def make(compiler, model):
+        img = image if image is not None else PimImage.from_fp32(build_image(compiler.placement, model.params).data)
+        ex = FunctionalExecutor(img, asic_store(compiler.placement, model.params), numerics, backend)
+        return lambda pos, tok: ex.run(compiler.compile(pos, int(tok)))["logits"].copy()
+
+    return make
+
+
+def accuracy_sweep(model_name: str, weights: str, hw: str, overrides: dict | None, grid: dict[str, list],
+                   n_tokens: int, prompt_len: int, gen_len: int, strategy: str = "pim-gpt", mode: str = "overlap",
+                   seed: int = 0, progress=None) -> tuple[list[dict], HardwareConfig, dict]:
+    """Accuracy (teacher-forced, functional core) next to latency and energy (`simulate`, prompt_len
+    + gen_len tokens) for the base config and each knob value of `grid`, one knob at a time.
+    The tokens, the reference, the compiled steps and the bf16 image are shared by every point
+    (the knobs change numerics, never placement). Returns (rows, base config, run facts)."""
+    from mapping.accuracy import compare, prepare, teacher_forced
+    from mapping.executor import asic_store, build_image
+    from sim.functional.executor import FunctionalExecutor, PimImage, PimNumerics
+    from sim.functional.tradeoff import run_sweep, sweep_points
+    from workloads import load_model
+
+    overrides = dict(overrides or {})
+    base = load_config(hw, overrides)
+    model = load_model(model_name, weights=weights, seed=seed)
+    prep = prepare(model, base, n_tokens, strategy, seed=seed)
+    image = PimImage.from_fp32(build_image(prep.compiler.placement, model.params).data)
+    store = asic_store(prep.compiler.placement, model.params)
+
+    def accuracy_of(ov: dict) -> dict:
+        ex = FunctionalExecutor(image, store, PimNumerics.from_config(load_config(hw, {**overrides, **ov})))
+        got = teacher_forced(lambda p, t: ex.run(prep.compiler.compile(p, int(t)))["logits"].copy(), prep.tokens)
+        return compare(prep.reference, got, prep.tokens, prep.n_prompt)[0]
+
+    def cost_of(ov: dict) -> dict:
+        s = simulate(model.spec, load_config(hw, {**overrides, **ov}), prompt_len, gen_len, mode, strategy).summary
+        return {"latency_s_per_token": s["latency_s_per_token_mean"], "energy_j_per_token": s["energy_j_per_token_mean"],
+                "asic_energy_j_per_token": sum(s["breakdown_energy_j"]["asic"].values()),
+                "tokens_per_s": s["tokens_per_s"]}
+
+    rows = run_sweep(sweep_points(grid, base), accuracy_of, cost_of, progress)
+    facts = {"model": model.spec.name, "weights": model.source, "tokens": len(prep.tokens),
+             "prompt_tokens": prep.n_prompt, "timing_prompt_len": prompt_len, "timing_gen_len": gen_len,
+             "mode": mode, "strategy": strategy, "overrides": overrides, "grid": grid}
+    return rows, base, facts

@@ -69,6 +69,11 @@ class PimConfig(_Frozen):
     macs_per_bank: int = Field(gt=0, description="multipliers per bank, each one MAC per column access")
     mac_dtype: Literal["bf16", "fp16", "fp32", "int8"] = "bf16"
     global_buffer_bytes: int = Field(gt=0)
+    accumulate_dtype: Literal["fp32", "bf16"] = Field(
+        "fp32", description="precision of the adder tree and the MAC register (every addition rounds to it)")
+    adder_tree: Literal["pairwise", "sequential"] = Field(
+        "pairwise", description="order in which one MAC's products are added: a balanced tree of adjacent pairs, "
+                                "then into the register; or one after another into the register")
 
 
 PositivePj = Annotated[float, Field(gt=0)]

@@ -91,9 +91,9 @@ def test_accuracy_writes_summary(tmp_path, capsys, odd_model):
     s = json.loads(out.read_text())["summary"]
     assert s["max_abs_logit_error"] < 1e-4 and s["top1_agreement"] == 1.0
     assert s["tokens"] == 5 and s["numerics"] == "exact" and s["strategy"] == "naive"
-    with pytest.raises(SystemExit):  # not available yet: argparse names the allowed choices
-        cli(["accuracy", "--model", odd_model, "--numerics", "pim"])
-    assert "invalid choice: 'pim'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse names the allowed choices
+        cli(["accuracy", "--model", odd_model, "--numerics", "fp8"])
+    assert "invalid choice: 'fp8'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model,position", [("gpt2-small", 300), ("smollm2-135m", 130)])

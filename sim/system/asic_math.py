@@ -56,6 +56,14 @@ layernorm: mu = rnd(lane_sum(x) inv_n), inv_n = rnd(1/N); d = rnd(x - mu); S2 = 
     |y^_i - y_i| <= 1.01 (|g_i| (s (dmu + 2u |d_i|) + s |d_i| rel(r)) + u (|g_i d_i| s + |b_i|)).
 rmsnorm: ms = rnd(lane_sum(x^2) inv_n), ve = rnd(ms + eps), y = rnd(rnd(x rsqrt(ve)) g):
     rel(y) <= 1.01 ((A2 u + 2u) ms / (ms + eps) / 2 + u / 2 + E_rsq + 2u).
+reduce of I partial-sum vectors, added in read order: s = rnd(rnd(p0 + p1) + p2) ...:
+    |error| <= 1.01 (I - 1) u sum_i |p_i|   (recursive summation, first order).
+scale by a constant f: y = rnd(x f_c), f_c = rnd(f):  rel(y) <= 1.01 2u.
+elementwise add / mul: one rounding, rel <= u.
+rotary at position t, pairs (x1, x2) = (x_i, x_{i + dh/2}) of a head: angle a_i = t theta^(-2i/dh)
+    (float64), table c = rnd(cos a), s = rnd(sin a); y1 = rnd(x1 c - rnd(x2 s)),
+    y2 = rnd(x2 c + rnd(x1 s)) (one mul and one fma each). With exact cos, sin:
+    |y1^ - y1| <= 1.01 u (|x1 cos| + 2 |x2 sin| + |y1|), and y2 alike with x1, x2 swapped.
 """
 from __future__ import annotations
 
@@ -202,6 +210,33 @@ class AsicNumerics:
         return p[..., 0]
 
     # ---- the ops --------------------------------------------------------------------------------
+    def reduce(self, parts):
+        """Partial sums added in read order (the MAC-register reads of an input's tiles)."""
+        acc = self.rnd(parts[0])
+        for part in parts[1:]:
+            acc = self.add(acc, self.rnd(part))
+        return acc
+
+    def scale(self, x, factor: float):
+        """x times a constant (e.g. 1/sqrt(d_head)), the constant held in the dtype."""
+        return self.mul(self.rnd(x), self.const(factor))
+
+    def rope_table(self, position: int, d_head: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+        """cos, sin [d_head / 2] of one position, from float64 angles, rounded to the dtype."""
+        inv_freq = 1.0 / theta ** (np.arange(0, d_head, 2, dtype=np.float64) / d_head)
+        angles = float(position) * inv_freq
+        return self.rnd(np.cos(angles)), self.rnd(np.sin(angles))
+
+    def rotary(self, x, position: int, theta: float):
+        """Rotate pairs (i, i + dh/2) of every head by the position's angles. x [heads, dh]."""
+        x = self.rnd(x)
+        half = x.shape[-1] // 2
+        c, s = self.rope_table(position, x.shape[-1], theta)
+        x1, x2 = x[..., :half], x[..., half:]
+        y1 = self.fma(x1, c, -self.mul(x2, s))
+        y2 = self.fma(x2, c, self.mul(x1, s))
+        return np.concatenate([y1, y2], axis=-1)
+
     def softmax(self, x):
         """Softmax over the last axis (e.g. [heads, positions])."""
         x = self.rnd(x)
