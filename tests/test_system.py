@@ -267,3 +267,23 @@ def test_row_passes_match_the_mapping_definition_on_random_streams():
         assert cols.tolist() == [int(c.sum()) for c in want]
 
     check()
+
+
+def test_every_refresh_is_in_some_step_and_charged():
+    """Refreshes a channel issues in an idle gap (waiting for the ASIC) belong to the step they
+    fall in: the steps' REFab counts add up to the engine's total, which cannot fall more than
+    the 8 postponable refreshes behind one per nREFI (3333 cycles) of the timeline."""
+    from mapping.compile import compiler_for
+    from workloads import get_spec
+
+    cfg = load_config("pim-gpt")
+    comp = compiler_for(get_spec("gpt2-small"), cfg, "pim-gpt", 4)
+    for kernel in ("compiled", "simpy"):
+        sm = SystemModel(cfg, kernel=kernel)
+        ref = sm.engine.std.cmd("REFab")
+        steps = [sm.run_step(comp.compile(p)) for p in range(3)]
+        per_channel = sum(st.command_counts_per_channel[:, ref] for st in steps)
+        assert per_channel.tolist() == sm.engine.counts[:, ref].tolist()
+        assert per_channel.min() >= steps[-1].finish_cycle // 3333 - 8
+        pj = cfg.energy.command_pj["REFab"] * 1e-12
+        assert sum(st.energy_j["pim_commands"]["REFab"] for st in steps) == pytest.approx(per_channel.sum() * pj)

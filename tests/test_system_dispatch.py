@@ -50,9 +50,10 @@ def op_graphs(draw):
             ins[:, 8] = i
             ops.append(PimOp(i, f"p{i}", draw(st.sampled_from(["qkv", "mlp", "kv_write"])), deps, mask, ins))
         elif kind == "asic":
+            rows = draw(st.integers(1, 4))  # elements count every row
             ops.append(AsicOp(i, f"a{i}", draw(st.sampled_from(["residual", "softmax", "reductions"])), deps,
                               draw(st.sampled_from(["residual_add", "softmax", "reduce"])),
-                              draw(st.integers(1, 4096)), rows=draw(st.integers(1, 4)), inputs=2))
+                              draw(st.integers(1, 1024)) * rows, rows=rows, inputs=2))
         else:
             ops.append(IoOp(i, f"io{i}", "data_movement", deps, draw(st.integers(0, 100_000)), "pim_to_asic",
                             chmask=draw(st.integers(0, full))))

@@ -218,11 +218,15 @@ class SystemModel:
                              f"{program.command_names}, not this engine's ({self.engine.std.name})")
         t0 = self.now
         active0 = self.engine.active_cycles(t0)
+        before = self.engine.counts.copy()
         if self.kernel == "compiled":
             timed = self._time_compiled(program, t0)
         else:
             timed = self._time_simpy(program, t0)
-        return self._result(program, t0, active0, *timed)
+        # every command of the step, including refreshes a channel issued in an idle gap before
+        # one of its ops (the per-op counts leave those out): the growth of the engine's totals
+        counts = self.engine.counts - before                                   # [C, n_cmd]
+        return self._result(program, t0, active0, *timed[:4], counts, *timed[5:])
 
     def _op_info(self, op) -> tuple:
         """(kind, chmask, duration or -1, tag id, asic pJ, I/O bytes) of an op."""
