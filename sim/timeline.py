@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -130,7 +130,7 @@ def _same_channels(a: Engine, b: Engine) -> bool:
 # --------------------------------------------------------------------------- trace events
 
 
-def cycles_to_us(tck_ns: float) -> callable:
+def cycles_to_us(tck_ns: float) -> Callable[[int], float]:
     """cycles -> microseconds, exact for the tCK as written in the config (a decimal), rounded once."""
     tck_us = Fraction(repr(float(tck_ns))) / 1000
 
