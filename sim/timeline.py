@@ -242,7 +242,7 @@ def export_perfetto(path, cfg: HardwareConfig, programs: Iterable[Program], *, m
     doc = trace_document(tl, {**provenance(cfg), "mode": mode, "refresh": tl.refresh, "kernel": kernel, **about,
                               "time_unit": "ts and dur in microseconds = DRAM command-clock cycles x tck_ns / 1000",
                               "tck_ns": cfg.dram.tck_ns})
-    write_json_atomic(path, doc)
+    write_json_atomic(path, doc, compact=True)
     n_slices = sum(1 for e in doc["traceEvents"] if e["ph"] == "X")
     us = cycles_to_us(cfg.dram.tck_ns)
     span = tl.steps[-1].result.finish_cycle - tl.steps[0].result.start_cycle if tl.steps else 0
