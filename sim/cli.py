@@ -530,7 +530,7 @@ def _cmd_baselines(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="pimsim baselines", description="roofline baselines (T4, A100, Xeon Gold 6154) "
                                 "and measured latencies; with --compare, PIM-GPT's speedup and energy efficiency "
                                 f"over each. Method: {ROOFLINE_METHOD}")
-    p.add_argument("--model", action="append", help=f"model zoo name (repeatable; default the paper's 8: "
+    p.add_argument("--model", action="extend", nargs="+", help=f"model zoo names (repeatable; default the paper's 8: "
                    f"{', '.join(PAPER_MODELS)})")
     p.add_argument("--prompt-len", type=int, default=1, help="prompt tokens of the roofline runs (default 1)")
     p.add_argument("--gen-len", type=int, default=8, help="generated tokens of the roofline runs (default 8)")
@@ -547,7 +547,7 @@ def _cmd_baselines(argv: list[str]) -> int:
         check_output_path(a.json)
     devices = load_devices(a.devices)
     measured = load_measured(a.csv, devices) if a.csv else []
-    models = a.model or list(PAPER_MODELS)
+    models = list(dict.fromkeys(a.model)) if a.model else list(PAPER_MODELS)  # in order, each once
     pim, cfg, cache = None, None, {}
     if a.compare:
         from sim.compose import simulate

@@ -183,12 +183,13 @@ def _cli(*args, cwd=ROOT):
 
 def test_cli_table_and_json(tmp_path):
     out = tmp_path / "b.json"
-    r = _cli("--model", "gpt2-small", "--prompt-len", "1", "--gen-len", "0", "--csv", str(MEASURED_CSV),
+    r = _cli("--model", "gpt2-small", "gpt3-small", "--model", "gpt2-small", "--prompt-len", "1", "--gen-len", "0", "--csv", str(MEASURED_CSV),
              "--json", str(out))
     assert r.returncode == 0, r.stderr
     assert "t4" in r.stdout and "0.7722" in r.stdout  # the hand-derived 0.772 ms
     doc = json.loads(out.read_text())
-    rows = {(x["device"], x["method"]): x for x in doc["rows"]}
+    assert [x["model"] for x in doc["rows"]] == ["gpt2-small"] * 3 + ["gpt3-small"] * 3  # each model once
+    rows = {(x["device"], x["method"]): x for x in doc["rows"] if x["model"] == "gpt2-small"}
     assert set(rows) == {("t4", "roofline"), ("a100-40gb", "roofline"), ("xeon-gold-6154", "roofline")}
     assert rows["t4", "roofline"]["latency_ms_per_token"] == pytest.approx(0.77219040, rel=1e-7)
     assert doc["pimsim_version"] and "roofline" in doc["method"]

@@ -217,6 +217,15 @@ def test_cli_writes_a_perfetto_trace(tmp_path, overlap):
     assert doc["metadata"]["config"]["dram"]["channels"] == 8 and doc["metadata"]["pimsim_version"]
     assert doc["traceEvents"] == overlap[1]  # the same timeline as recorded in process
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]  # no temporary file left
+    r = _cli("--format", "perfetto", "--model", MODEL, "--tokens", "0", "--mode", "serial", "--no-refresh",
+             "--set", "dram.channels=4", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["metadata"]["refresh"] is False and doc["metadata"]["mode"] == "serial"
+    assert not [e for e in doc["traceEvents"] if e.get("cat") == "refresh"]
+    chans = {e["tid"] for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == PID_PIM}
+    assert chans == {0, 2, 4, 6}  # four channels, op tracks only
+    assert len([e for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == PID_STEPS]) == 1
 
 
 def test_cli_argument_errors(tmp_path):
