@@ -17,12 +17,18 @@ Refresh times: the system model reports how many refreshes a step took, not when
 re-times each step's PIM ops on a second engine, started from the step's initial device state,
 with command recording on, each op from the cycle the system model started it, and checks that
 every op finishes at the cycle the system model says (an error otherwise); the recorded REF
-commands are the refresh slices. Time in the file is cycles x tCK, computed exactly from the
-configured tCK (a decimal) and written as the nearest double.
+commands are the refresh slices.
+
+Time: a cycle c is at c x tCK, computed exactly from the configured tCK (a decimal) and rounded
+down to whole nanoseconds, the resolution of Perfetto's timeline (it imports ts x 1000 rounded
+to an integer); "ts" and "dur" are those nanoseconds / 1000 (microseconds, the trace-event unit),
+and a slice's "dur" is the difference of its rounded ends, so slices that meet in cycles meet in
+the file and never overlap after import. The exact cycles are in every slice's args.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from fractions import Fraction
 from typing import Callable, Iterable
 
@@ -130,14 +136,20 @@ def _same_channels(a: Engine, b: Engine) -> bool:
 # --------------------------------------------------------------------------- trace events
 
 
-def cycles_to_us(tck_ns: float) -> Callable[[int], float]:
-    """cycles -> microseconds, exact for the tCK as written in the config (a decimal), rounded once."""
-    tck_us = Fraction(repr(float(tck_ns))) / 1000
+def cycle_ns(tck_ns: float) -> Callable[[int], int]:
+    """cycle -> whole nanoseconds (rounded down), exact for the tCK as written in the config."""
+    tck = Fraction(repr(float(tck_ns)))
 
-    def us(cycles: int) -> float:
-        return float(int(cycles) * tck_us)
+    def ns(cycle: int) -> int:
+        return math.floor(int(cycle) * tck)
 
-    return us
+    return ns
+
+
+def _span(ns: Callable[[int], int], start: int, finish: int) -> dict:
+    """"ts" and "dur" in microseconds of a slice from cycle `start` to cycle `finish`."""
+    a = ns(start)
+    return {"ts": a / 1000, "dur": (ns(finish) - a) / 1000}
 
 
 def _op_args(op, step: StepResult, tag_cycles: int) -> dict:
@@ -168,7 +180,7 @@ def op_tracks(op, n_channels: int) -> list[tuple[int, int]]:
 
 def trace_events(tl: Timeline) -> list[dict]:
     """The timeline as trace events: track names first (metadata, ph "M"), then slices by time."""
-    us = cycles_to_us(tl.cfg.dram.tck_ns)
+    ns = cycle_ns(tl.cfg.dram.tck_ns)
     n_ch = tl.cfg.dram.channels
     slices: list[dict] = []
     used: set[tuple[int, int]] = {(PID_STEPS, 0), (PID_ASIC, 0)} | {(PID_PIM, 2 * c) for c in range(n_ch)}
@@ -176,8 +188,8 @@ def trace_events(tl: Timeline) -> list[dict]:
         used |= {(PID_PIM, 2 * c + 1) for c in range(n_ch)}
     for st in tl.steps:
         r, prog = st.result, st.program
-        slices.append({"name": f"position {r.position}", "cat": "step", "ph": "X", "ts": us(r.start_cycle),
-                       "dur": us(r.cycles), "pid": PID_STEPS, "tid": 0,
+        slices.append({"name": f"position {r.position}", "cat": "step", "ph": "X",
+                       **_span(ns, r.start_cycle, r.finish_cycle), "pid": PID_STEPS, "tid": 0,
                        "args": {"position": r.position, "cycles": r.cycles, "ops": r.n_ops,
                                 "refreshes": r.refreshes, "energy_j": r.energy_j["total"],
                                 "start_cycle": r.start_cycle, "finish_cycle": r.finish_cycle}})
@@ -186,10 +198,11 @@ def trace_events(tl: Timeline) -> list[dict]:
             args = _op_args(op, r, f - s)
             for pid, tid in op_tracks(op, n_ch):
                 used.add((pid, tid))
-                slices.append({"name": op.name, "cat": op.tag, "ph": "X", "ts": us(s), "dur": us(f - s),
+                slices.append({"name": op.name, "cat": op.tag, "ph": "X", **_span(ns, s, f),
                                "pid": pid, "tid": tid, "args": args})
         for ch, cyc, idle in zip(st.refresh_channel, st.refresh_cycle, st.refresh_idle):
-            slices.append({"name": "refresh", "cat": "refresh", "ph": "X", "ts": us(cyc), "dur": us(tl.nrfc),
+            slices.append({"name": "refresh", "cat": "refresh", "ph": "X",
+                           **_span(ns, int(cyc), int(cyc) + tl.nrfc),
                            "pid": PID_PIM, "tid": 2 * int(ch) + 1,
                            "args": {"channel": int(ch), "cycle": int(cyc), "cycles": tl.nrfc,
                                     "when": "idle gap" if idle else "during an op", "position": r.position}})
@@ -216,8 +229,9 @@ def _track_name(pid: int, tid: int) -> str:
 
 
 def trace_document(tl: Timeline, metadata: dict) -> dict:
-    """The JSON object format: {"traceEvents": [...], "displayTimeUnit": "ns", "metadata": {...}}."""
-    return {"traceEvents": trace_events(tl), "displayTimeUnit": "ns", "metadata": metadata}
+    """The JSON object format: {"traceEvents": [...], "metadata": {...}}. No displayTimeUnit:
+    viewers have read it as the unit of ts at times; ts is always microseconds here."""
+    return {"traceEvents": trace_events(tl), "metadata": metadata}
 
 
 def export_perfetto(path, cfg: HardwareConfig, programs: Iterable[Program], *, mode: str = "overlap",
@@ -240,12 +254,13 @@ def export_perfetto(path, cfg: HardwareConfig, programs: Iterable[Program], *, m
                                                 f"exceeds the model's context of {ctx}")
     tl = record_timeline(cfg, programs, mode=mode, refresh=refresh, kernel=kernel)
     doc = trace_document(tl, {**provenance(cfg), "mode": mode, "refresh": tl.refresh, "kernel": kernel, **about,
-                              "time_unit": "ts and dur in microseconds = DRAM command-clock cycles x tck_ns / 1000",
+                              "time_unit": "ts and dur in microseconds = floor(DRAM command-clock cycles x tck_ns) / 1000; "
+                                           "exact cycles in args",
                               "tck_ns": cfg.dram.tck_ns})
     write_json_atomic(path, doc, compact=True)
     n_slices = sum(1 for e in doc["traceEvents"] if e["ph"] == "X")
-    us = cycles_to_us(cfg.dram.tck_ns)
     span = tl.steps[-1].result.finish_cycle - tl.steps[0].result.start_cycle if tl.steps else 0
     return {"slices": n_slices, "ops": sum(s.result.n_ops for s in tl.steps),
-            "refreshes": sum(len(s.refresh_cycle) for s in tl.steps), "steps": len(tl.steps), "time_us": us(span),
+            "refreshes": sum(len(s.refresh_cycle) for s in tl.steps), "steps": len(tl.steps),
+            "time_us": float(span * Fraction(repr(float(cfg.dram.tck_ns)))) / 1000,
             "mode": mode, "refresh": tl.refresh}
