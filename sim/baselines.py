@@ -230,6 +230,49 @@ def compare(base: Baseline, pim_latency_s_per_token: float, pim_energy_j_per_tok
             "energy_efficiency": base.energy_j_per_token / pim_energy_j_per_token}
 
 
+@dataclass(frozen=True)
+class RunFigures:
+    """The per-token figures of a saved `pimsim run --json` result."""
+
+    model: str
+    prompt_len: int
+    gen_len: int
+    latency_s_per_token: float
+    energy_j_per_token: float
+
+
+def load_run_result(path: str | Path) -> RunFigures:
+    """Model, lengths and per-token figures of a `pimsim run --json` file; errors name the key."""
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}: not valid JSON ({exc})") from None
+
+    def get(*keys):
+        v = doc
+        for i, k in enumerate(keys):
+            if not isinstance(v, dict) or k not in v:
+                raise BaselineError(f"{path}: missing key '{'.'.join(keys[:i + 1])}'; expected a `pimsim run --json` "
+                                    "result")
+            v = v[k]
+        return v
+
+    fig = RunFigures(str(get("config", "model", "name")), get("config", "prompt_len"), get("config", "gen_len"),
+                     get("summary", "latency_s_per_token_mean"), get("summary", "energy_j_per_token_mean"))
+    for k in ("prompt_len", "gen_len"):
+        v = getattr(fig, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k == "prompt_len" else 0):
+            raise BaselineError(f"{path}: config.{k}: expected an integer >= {1 if k == 'prompt_len' else 0}, got {v!r}")
+    for k, key in (("latency_s_per_token", "latency_s_per_token_mean"), ("energy_j_per_token", "energy_j_per_token_mean")):
+        v = getattr(fig, k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise BaselineError(f"{path}: summary.{key}: expected a positive number, got {v!r}")
+    return fig
+
+
 PAPER_MODELS = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-small", "gpt3-medium", "gpt3-large",
                 "gpt3-xl")  # the 8 GPT models of the evaluation (REFERENCE sections 1 and 5)
 
@@ -237,8 +280,9 @@ PAPER_MODELS = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-smal
 def baseline_table(models, prompt_len: int, gen_len: int, devices: dict[str, Device] | None = None,
                    measured: list[Baseline] = (), pim=None) -> list[dict]:
     """Rows (one per model and baseline) of roofline baselines at the given lengths plus the
-    measured ones for these models. `pim(model, prompt_len, gen_len) -> (s/token, J/token)`,
-    when given, adds PIM-GPT's figures and the speedup and efficiency over each baseline."""
+    measured ones for these models. `pim(model, prompt_len, gen_len) -> (s/token, J/token) | None`,
+    when given, adds PIM-GPT's figures and the speedup and efficiency over each baseline (where it
+    has figures for the baseline's model and lengths)."""
     from workloads import get_spec
 
     devices = load_devices() if devices is None else devices
@@ -251,8 +295,9 @@ def baseline_table(models, prompt_len: int, gen_len: int, devices: dict[str, Dev
             row = {"model": spec.name, "device": b.device, "method": b.method, "prompt_len": b.prompt_len,
                    "gen_len": b.gen_len, "latency_ms_per_token": b.latency_s_per_token * 1e3,
                    "energy_mj_per_token": b.energy_j_per_token * 1e3, "bound": b.bound}
-            if pim is not None:
-                t, e = pim(spec.name, b.prompt_len, b.gen_len)
+            got = pim(spec.name, b.prompt_len, b.gen_len) if pim is not None else None
+            if got is not None:
+                t, e = got
                 row |= {"pim_latency_ms_per_token": t * 1e3, "pim_energy_mj_per_token": e * 1e3, **compare(b, t, e)}
             rows.append(row)
     return rows

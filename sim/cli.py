@@ -522,7 +522,7 @@ def _export_perfetto(a, cfg, out) -> int:
 
 def _cmd_baselines(argv: list[str]) -> int:
     from sim.baselines import DEVICES_YAML, MEASURED_COLUMNS, PAPER_MODELS, ROOFLINE_METHOD, baseline_table, \
-        load_devices, load_measured
+        load_devices, load_measured, load_run_result
     from sim.results import check_output_path, write_json_atomic
     from sim.system.model import MODES
 
@@ -538,6 +538,8 @@ def _cmd_baselines(argv: list[str]) -> int:
     p.add_argument("--csv", metavar="FILE", help=f"measured latencies, one run per line; columns: {cols}")
     p.add_argument("--compare", action="store_true", help="simulate each model on --hw (at each baseline's lengths) "
                    "and add PIM-GPT's speedup and energy efficiency")
+    p.add_argument("--result", action="append", metavar="RUN.json", help="a saved `pimsim run --json` result "
+                   "(repeatable): compare its figures with the baselines at its model and lengths, without simulating")
     _add_hw(p)
     p.add_argument("--mode", default="overlap", choices=MODES, help="system model mode with --compare (default overlap)")
     p.add_argument("--json", metavar="OUT", help="write the rows (with the devices and, with --compare, the resolved "
@@ -547,33 +549,43 @@ def _cmd_baselines(argv: list[str]) -> int:
         check_output_path(a.json)
     devices = load_devices(a.devices)
     measured = load_measured(a.csv, devices) if a.csv else []
-    models = list(dict.fromkeys(a.model)) if a.model else list(PAPER_MODELS)  # in order, each once
-    pim, cfg, cache = None, None, {}
+    saved = [load_run_result(r) for r in a.result or []]
+    models = list(dict.fromkeys(a.model)) if a.model else [] if saved else list(PAPER_MODELS)  # in order, each once
+    cfg = None
+    cache = {(r.model, r.prompt_len, r.gen_len): (r.latency_s_per_token, r.energy_j_per_token) for r in saved}
     if a.compare:
         from sim.compose import simulate
         from sim.config import load_config
 
         cfg = load_config(a.hw, _overrides(a.set))
 
-        def pim(model, prompt_len, gen_len):
-            key = (model, prompt_len, gen_len)
-            if key not in cache:
-                s = simulate(model, cfg, prompt_len, gen_len, mode=a.mode).summary
-                cache[key] = (s["latency_s_per_token_mean"], s["energy_j_per_token_mean"])
-            return cache[key]
-    rows = baseline_table(models, a.prompt_len, a.gen_len, devices, measured, pim)
+    def pim(model, prompt_len, gen_len):
+        key = (model, prompt_len, gen_len)
+        if key not in cache and a.compare:
+            s = simulate(model, cfg, prompt_len, gen_len, mode=a.mode).summary
+            cache[key] = (s["latency_s_per_token_mean"], s["energy_j_per_token_mean"])
+        return cache.get(key)
+    rows = []
+    for r in saved:  # each saved run against the baselines at its own lengths
+        same = [b for b in measured if (b.prompt_len, b.gen_len) == (r.prompt_len, r.gen_len)]
+        rows += baseline_table([r.model], r.prompt_len, r.gen_len, devices, same, pim)
+    if models:
+        rows += baseline_table(models, a.prompt_len, a.gen_len, devices, measured, pim)
     print(f"baselines ({ROOFLINE_METHOD}); per decode step, mean over the run's steps (prompt + generated)")
     head = f"{'model':13s} {'device':16s} {'method':9s} {'steps':>9s} {'ms/step':>10s} {'mJ/step':>10s} {'bound':8s}"
-    if pim is not None:
+    with_pim = any("speedup" in r for r in rows)
+    if with_pim:
         head += f" {'PIM ms':>9s} {'PIM mJ':>9s} {'speedup':>9s} {'energy x':>9s}"
     print(head)
     for r in rows:
         line = (f"{r['model']:13s} {r['device']:16s} {r['method']:9s} {r['prompt_len']:>4d}+{r['gen_len']:<4d} "
                 f"{r['latency_ms_per_token']:10.4f} {r['energy_mj_per_token']:10.3f} "
                 f"{r['bound'] if r['method'] == 'roofline' else 'measured':8s}")
-        if pim is not None:
+        if with_pim and "speedup" in r:
             line += (f" {r['pim_latency_ms_per_token']:9.4f} {r['pim_energy_mj_per_token']:9.4f} {r['speedup']:9.2f} "
                      f"{r['energy_efficiency']:9.1f}")
+        elif with_pim:
+            line += f" {'n/a (no PIM-GPT run at these lengths; --compare simulates one)':>39s}"
         print(line)
     if a.json:
         from dataclasses import asdict
@@ -581,7 +593,7 @@ def _cmd_baselines(argv: list[str]) -> int:
         from sim.results import project_version, provenance
 
         payload = {"method": ROOFLINE_METHOD, "rows": rows, "devices": {k: asdict(d) for k, d in devices.items()},
-                   "measured_csv": a.csv, **(provenance(cfg, mode=a.mode) if cfg is not None
+                   "measured_csv": a.csv, "results": a.result or [], **(provenance(cfg, mode=a.mode) if cfg is not None
                                              else {"pimsim_version": project_version()})}
         write_json_atomic(a.json, payload)
         print(f"wrote {a.json}")

@@ -215,3 +215,37 @@ def test_cli_compare_gives_speedup_over_the_simulated_run(tmp_path):
         assert row["speedup"] == pytest.approx(row["latency_ms_per_token"] / row["pim_latency_ms_per_token"])
         assert row["energy_efficiency"] == pytest.approx(row["energy_mj_per_token"] / row["pim_energy_mj_per_token"])
     assert doc["config"]["dram"]["channels"] == 8
+
+
+def _run_json(tmp_path, latency_s=7.7219040e-6, energy_j=54.053328e-3 / 300, name="run.json", drop=None) -> Path:
+    doc = {"version": "x", "config": {"model": {"name": "gpt2-small"}, "prompt_len": 1, "gen_len": 0},
+           "summary": {"latency_s_per_token_mean": latency_s, "energy_j_per_token_mean": energy_j}}
+    if drop:
+        del doc["summary"][drop]
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_cli_compares_a_saved_run_without_simulating(tmp_path):
+    # a hand-made result 100x faster than the T4 roofline of GPT2-small's first step (0.77219040 ms)
+    # and with 1/300 of its energy (54.053328 mJ)
+    out = tmp_path / "b.json"
+    r = _cli("--result", str(_run_json(tmp_path)), "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = {x["device"]: x for x in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"t4", "a100-40gb", "xeon-gold-6154"}
+    assert rows["t4"]["speedup"] == pytest.approx(100.0, rel=1e-7)
+    assert rows["t4"]["energy_efficiency"] == pytest.approx(300.0, rel=1e-7)
+    # the Xeon roofline: fp32 at 128 GB/s, 3.860952 ms at 200 W
+    assert rows["xeon-gold-6154"]["speedup"] == pytest.approx(3.860952e-3 / 7.7219040e-6, rel=1e-7)
+    assert "100.00" in r.stdout
+
+
+def test_cli_bad_result_names_the_key(tmp_path):
+    p = _run_json(tmp_path, drop="energy_j_per_token_mean")
+    r = _cli("--result", str(p))
+    assert r.returncode == 2 and f"{p}: missing key 'summary.energy_j_per_token_mean'" in r.stderr
+    p = _run_json(tmp_path, latency_s=-1.0, name="neg.json")
+    r = _cli("--result", str(p))
+    assert r.returncode == 2 and "summary.latency_s_per_token_mean: expected a positive number" in r.stderr
