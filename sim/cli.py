@@ -504,11 +504,12 @@ def _export_aim(a, cfg, out) -> int:
 
 def _export_perfetto(a, cfg, out) -> int:
     from mapping.compile import compiler_for
-    from sim.timeline import export_perfetto
+    from sim.timeline import check_request, export_perfetto
     from workloads import get_spec
 
     spec = get_spec(a.model)
     prompt = 1 if a.prompt_len is None else a.prompt_len
+    check_request(a.mode or "overlap", prompt, a.tokens, spec.max_context)  # before placing and compiling
     positions = prompt + a.tokens
     compiler = compiler_for(spec, cfg, a.strategy, a.context or positions)
     s = export_perfetto(out, cfg, (compiler.compile(pos) for pos in range(positions)), mode=a.mode or "overlap",

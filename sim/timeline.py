@@ -27,8 +27,8 @@ the file and never overlap after import. The exact cycles are in every slice's a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Iterable
 
@@ -234,24 +234,31 @@ def trace_document(tl: Timeline, metadata: dict) -> dict:
     return {"traceEvents": trace_events(tl), "metadata": metadata}
 
 
+def check_request(mode: str, prompt_len: int | None = None, tokens: int | None = None,
+                  max_context: int | None = None) -> None:
+    """Fail before any work on a mode or lengths the timeline cannot be made for."""
+    from sim.config import ConfigError
+    from sim.system.model import MODES
+
+    if mode not in MODES:
+        raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
+    if prompt_len is not None and prompt_len < 1 or tokens is not None and tokens < 0:
+        raise ConfigError("--prompt-len", "prompt_len",
+                          f"need prompt_len >= 1 and tokens >= 0, got {prompt_len}, {tokens}")
+    if None not in (prompt_len, tokens, max_context) and prompt_len + tokens > max_context:
+        raise ConfigError("--tokens", "tokens", f"prompt {prompt_len} + generated {tokens} = {prompt_len + tokens} "
+                                                f"positions exceeds the model's context of {max_context}")
+
+
 def export_perfetto(path, cfg: HardwareConfig, programs: Iterable[Program], *, mode: str = "overlap",
                     refresh: bool | None = None, kernel: str = "compiled", **about) -> dict:
     """Time `programs`, write their timeline to `path` atomically (with the resolved config and
     version under "metadata"); a summary of what was written. `about` (model, prompt_len, ...)
     goes into the metadata as given; `max_context`, when given, bounds the number of programs."""
-    from sim.config import ConfigError
     from sim.results import check_output_path, provenance, write_json_atomic
-    from sim.system.model import MODES
 
     check_output_path(path)
-    if mode not in MODES:
-        raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
-    prompt, tokens, ctx = about.get("prompt_len"), about.get("tokens"), about.pop("max_context", None)
-    if prompt is not None and prompt < 1 or tokens is not None and tokens < 0:
-        raise ConfigError("--prompt-len", "prompt_len", f"need prompt_len >= 1 and tokens >= 0, got {prompt}, {tokens}")
-    if ctx is not None and prompt is not None and tokens is not None and prompt + tokens > ctx:
-        raise ConfigError("--tokens", "tokens", f"prompt {prompt} + generated {tokens} = {prompt + tokens} positions "
-                                                f"exceeds the model's context of {ctx}")
+    check_request(mode, about.get("prompt_len"), about.get("tokens"), about.pop("max_context", None))
     tl = record_timeline(cfg, programs, mode=mode, refresh=refresh, kernel=kernel)
     doc = trace_document(tl, {**provenance(cfg), "mode": mode, "refresh": tl.refresh, "kernel": kernel, **about,
                               "time_unit": "ts and dur in microseconds = floor(DRAM command-clock cycles x tck_ns) / 1000; "

@@ -247,6 +247,10 @@ def test_cli_argument_errors(tmp_path):
     assert r.returncode == 2 and "--tokens apply to --format perfetto" in r.stderr
     r = _cli("--format", "perfetto", "--model", MODEL, "--tokens", "1", "--mode", "fast", "-o", str(out))
     assert r.returncode == 2 and "unknown mode 'fast'" in r.stderr
+    r = _cli("--format", "perfetto", "--model", MODEL, "--tokens", "1024", "-o", str(out))
+    assert r.returncode == 2 and "1025 positions exceeds the model's context of 1024" in r.stderr
+    r = _cli("--format", "perfetto", "--model", MODEL, "--tokens", "-1", "-o", str(out))
+    assert r.returncode == 2 and "tokens >= 0" in r.stderr
     r = _cli("--format", "perfetto", "--model", MODEL, "--tokens", "1", "-o", str(tmp_path / "no" / "t.json"))
     assert r.returncode == 2 and "does not exist" in r.stderr
     assert not out.exists()
