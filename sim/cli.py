@@ -452,7 +452,7 @@ def _cmd_export_trace(argv: list[str]) -> int:
     p.add_argument("--position", type=int, help="aim: position of the decoded token (0-based; required)")
     p.add_argument("--tokens", type=int, help="perfetto: generated tokens to time after the prompt (required)")
     p.add_argument("--prompt-len", type=int, help="perfetto: prompt tokens, one decode step each (default 1)")
-    p.add_argument("--mode", help=f"perfetto: {' | '.join(MODES)} (default overlap)")
+    p.add_argument("--mode", help=f"perfetto: {' | '.join(MODES)} | both (serial above overlap; default overlap)")
     p.add_argument("--no-refresh", action="store_true", help="perfetto: do not issue refresh")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     a = p.parse_args(argv)
@@ -515,8 +515,9 @@ def _export_perfetto(a, cfg, out) -> int:
     s = export_perfetto(out, cfg, (compiler.compile(pos) for pos in range(positions)), mode=a.mode or "overlap",
                         refresh=False if a.no_refresh else None, prompt_len=prompt, tokens=a.tokens,
                         model=spec.name, strategy=a.strategy, max_context=spec.max_context)
+    span = ", ".join(f"{m} {us:.3f} us" for m, us in s["time_us"].items())
     print(f"wrote {out}: {s['slices']:,} slices ({s['ops']:,} ops, {s['refreshes']:,} refreshes) over "
-          f"{s['steps']} decode steps, {s['time_us']:.3f} us ({spec.name} on {cfg.name}, mode {s['mode']}, refresh "
+          f"{s['steps']} decode steps: {span} ({spec.name} on {cfg.name}, refresh "
           f"{'on' if s['refresh'] else 'off'}); open it in ui.perfetto.dev")
     return 0
 

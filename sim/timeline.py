@@ -12,6 +12,8 @@ Layout (trace-event "complete" slices, ph "X"; timestamps in microseconds):
 - process "ASIC": one track, the vector unit;
 - process "I/O links": a track per link an op used (the host link, channel c's link);
 - process "decode steps": one slice per step (token position).
+Mode "both" writes the serial and the overlap timelines of the same steps one above the other
+(processes named "serial: ..." and "overlap: ..."), so the steps' lengths compare at a glance.
 
 Refresh times: the system model reports how many refreshes a step took, not when. The timeline
 re-times each step's PIM ops on a second engine, started from the step's initial device state,
@@ -42,6 +44,8 @@ from sim.system.model import StepResult, SystemModel
 PID_STEPS, PID_PIM, PID_ASIC, PID_IO = 1, 2, 3, 4
 PROCESS_NAMES = {PID_STEPS: "decode steps", PID_PIM: "PIM channels", PID_ASIC: "ASIC", PID_IO: "I/O links"}
 TID_HOST_LINK = 0  # I/O: tid 0 is the host link, tid c + 1 channel c's link
+PID_STRIDE = 10    # several timelines in one file: the k-th one's processes are pid + 10 k
+BOTH = "both"      # export mode: serial and overlap timelines of the same steps, one above the other
 
 
 class TimelineMismatch(RuntimeError):
@@ -178,8 +182,9 @@ def op_tracks(op, n_channels: int) -> list[tuple[int, int]]:
     return [(PID_IO, c + 1) for c in range(n_channels) if op.chmask >> c & 1]
 
 
-def trace_events(tl: Timeline) -> list[dict]:
-    """The timeline as trace events: track names first (metadata, ph "M"), then slices by time."""
+def trace_events(tl: Timeline, pid_base: int = 0, label: str = "") -> list[dict]:
+    """The timeline as trace events: track names first (metadata, ph "M"), then slices by time.
+    `pid_base` and `label` set processes apart when several timelines share a file."""
     ns = cycle_ns(tl.cfg.dram.tck_ns)
     n_ch = tl.cfg.dram.channels
     slices: list[dict] = []
@@ -210,12 +215,19 @@ def trace_events(tl: Timeline) -> list[dict]:
     meta: list[dict] = []
     for pid, name in PROCESS_NAMES.items():
         if any(p == pid for p, _ in used):
-            meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": name}})
+            meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": label + name}})
             meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": pid}})
     for pid, tid in sorted(used):
         meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": _track_name(pid, tid)}})
         meta.append({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}})
-    return meta + slices
+    events = meta + slices
+    if pid_base:
+        for e in events:
+            e["pid"] += pid_base
+        for e in meta:
+            if e["name"] == "process_sort_index":
+                e["args"]["sort_index"] += pid_base
+    return events
 
 
 def _track_name(pid: int, tid: int) -> str:
@@ -228,10 +240,16 @@ def _track_name(pid: int, tid: int) -> str:
     return "host link" if tid == TID_HOST_LINK else f"channel {tid - 1} link"
 
 
-def trace_document(tl: Timeline, metadata: dict) -> dict:
+def trace_document(tl: Timeline | list[Timeline], metadata: dict) -> dict:
     """The JSON object format: {"traceEvents": [...], "metadata": {...}}. No displayTimeUnit:
-    viewers have read it as the unit of ts at times; ts is always microseconds here."""
-    return {"traceEvents": trace_events(tl), "metadata": metadata}
+    viewers have read it as the unit of ts at times; ts is always microseconds here. Several
+    timelines (the modes of one run) go one above the other, each process named by its mode."""
+    if isinstance(tl, Timeline):
+        return {"traceEvents": trace_events(tl), "metadata": metadata}
+    events = []
+    for k, t in enumerate(tl):
+        events += trace_events(t, pid_base=PID_STRIDE * k, label=f"{t.mode}: ")
+    return {"traceEvents": events, "metadata": metadata}
 
 
 def check_request(mode: str, prompt_len: int | None = None, tokens: int | None = None,
@@ -240,8 +258,8 @@ def check_request(mode: str, prompt_len: int | None = None, tokens: int | None =
     from sim.config import ConfigError
     from sim.system.model import MODES
 
-    if mode not in MODES:
-        raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
+    if mode not in (*MODES, BOTH):
+        raise ConfigError("--mode", "mode", f"unknown mode '{mode}'; expected one of {', '.join((*MODES, BOTH))}")
     if prompt_len is not None and prompt_len < 1 or tokens is not None and tokens < 0:
         raise ConfigError("--prompt-len", "prompt_len",
                           f"need prompt_len >= 1 and tokens >= 0, got {prompt_len}, {tokens}")
@@ -259,15 +277,20 @@ def export_perfetto(path, cfg: HardwareConfig, programs: Iterable[Program], *, m
 
     check_output_path(path)
     check_request(mode, about.get("prompt_len"), about.get("tokens"), about.pop("max_context", None))
-    tl = record_timeline(cfg, programs, mode=mode, refresh=refresh, kernel=kernel)
-    doc = trace_document(tl, {**provenance(cfg), "mode": mode, "refresh": tl.refresh, "kernel": kernel, **about,
+    if mode == BOTH:
+        programs = list(programs)
+        tls = [record_timeline(cfg, programs, mode=m, refresh=refresh, kernel=kernel) for m in ("serial", "overlap")]
+    else:
+        tls = [record_timeline(cfg, programs, mode=mode, refresh=refresh, kernel=kernel)]
+    tl = tls[-1]
+    doc = trace_document(tls if mode == BOTH else tl, {**provenance(cfg), "mode": mode, "refresh": tl.refresh, "kernel": kernel, **about,
                               "time_unit": "ts and dur in microseconds = floor(DRAM command-clock cycles x tck_ns) / 1000; "
                                            "exact cycles in args",
                               "tck_ns": cfg.dram.tck_ns})
     write_json_atomic(path, doc, compact=True)
     n_slices = sum(1 for e in doc["traceEvents"] if e["ph"] == "X")
-    span = tl.steps[-1].result.finish_cycle - tl.steps[0].result.start_cycle if tl.steps else 0
-    return {"slices": n_slices, "ops": sum(s.result.n_ops for s in tl.steps),
-            "refreshes": sum(len(s.refresh_cycle) for s in tl.steps), "steps": len(tl.steps),
-            "time_us": float(span * Fraction(repr(float(cfg.dram.tck_ns)))) / 1000,
-            "mode": mode, "refresh": tl.refresh}
+    tck = Fraction(repr(float(cfg.dram.tck_ns)))
+    span = {t.mode: (t.steps[-1].result.finish_cycle - t.steps[0].result.start_cycle if t.steps else 0) for t in tls}
+    return {"slices": n_slices, "ops": sum(s.result.n_ops for t in tls for s in t.steps),
+            "refreshes": sum(len(s.refresh_cycle) for t in tls for s in t.steps), "steps": len(tl.steps),
+            "time_us": {m: float(c * tck) / 1000 for m, c in span.items()}, "mode": mode, "refresh": tl.refresh}

@@ -254,3 +254,15 @@ def test_cli_argument_errors(tmp_path):
     r = _cli("--format", "perfetto", "--model", MODEL, "--tokens", "1", "-o", str(tmp_path / "no" / "t.json"))
     assert r.returncode == 2 and "does not exist" in r.stderr
     assert not out.exists()
+
+
+def test_both_modes_share_a_file_one_above_the_other(serial, overlap):
+    doc = trace_document([serial[0], overlap[0]], {})
+    ev = doc["traceEvents"]
+    names = {e["pid"]: e["args"]["name"] for e in ev if e["name"] == "process_name"}
+    assert names == {1: "serial: decode steps", 2: "serial: PIM channels", 3: "serial: ASIC", 4: "serial: I/O links",
+                     11: "overlap: decode steps", 12: "overlap: PIM channels", 13: "overlap: ASIC",
+                     14: "overlap: I/O links"}
+    low = [e for e in ev if e["ph"] == "X" and e["pid"] < 10]
+    high = [{**e, "pid": e["pid"] - 10} for e in ev if e["ph"] == "X" and e["pid"] >= 10]
+    assert low == _slices(serial[1]) and high == _slices(overlap[1])  # each mode's own slices, untouched
