@@ -562,24 +562,53 @@ def _cmd_accuracy_sweep(argv: list[str]) -> int:
 
 
 def _cmd_export_trace(argv: list[str]) -> int:
+    from sim.config import load_config
+    from sim.results import check_output_path
+    from sim.system.model import MODES
+
+    p = argparse.ArgumentParser(prog="pimsim export-trace", description="--format aim: write the PIM part of a decode "
+                                "step as a trace of the public AiM simulator (rows left to its controller: that format "
+                                "has no precharge or activate ISR); `pimsim run-trace` reads it back. --format "
+                                "perfetto: time prompt + generated tokens on the system model and write a "
+                                "Chrome/Perfetto trace-event JSON timeline (open it in ui.perfetto.dev): a track per "
+                                "PIM channel (and its refreshes), the ASIC, the I/O links and the decode steps")
+    p.add_argument("--format", default="aim", choices=["aim", "perfetto"])
+    _add_step(p, position=False)
+    p.add_argument("--position", type=int, help="aim: position of the decoded token (0-based; required)")
+    p.add_argument("--tokens", type=int, help="perfetto: generated tokens to time after the prompt (required)")
+    p.add_argument("--prompt-len", type=int, help="perfetto: prompt tokens, one decode step each (default 1)")
+    p.add_argument("--mode", help=f"perfetto: {' | '.join(MODES)} | both (serial above overlap; default overlap)")
+    p.add_argument("--no-refresh", action="store_true", help="perfetto: do not issue refresh")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    a = p.parse_args(argv)
+    out = check_output_path(a.output)
+    if a.format == "aim":
+        wrong = [f for f, v in (("--tokens", a.tokens), ("--prompt-len", a.prompt_len), ("--mode", a.mode),
+                                ("--no-refresh", a.no_refresh or None)) if v is not None]
+        if wrong:
+            p.error(f"{', '.join(wrong)} apply to --format perfetto only")
+        if a.position is None:
+            p.error("--format aim needs --position")
+    else:
+        if a.position is not None:
+            p.error("--position applies to --format aim; a perfetto timeline covers positions 0 .. "
+                    "prompt-len + tokens - 1")
+        if a.tokens is None:
+            p.error("--format perfetto needs --tokens")
+    cfg = load_config(a.hw, _overrides(a.set))
+    if a.format == "perfetto":
+        return _export_perfetto(a, cfg, out)
+    return _export_aim(a, cfg, out)
+
+
+def _export_aim(a, cfg, out) -> int:
     import os
     import tempfile
 
     from mapping.compile import compile_step
     from mapping.export import aim_trace
-    from sim.config import load_config
-    from sim.results import check_output_path
     from workloads import get_spec
 
-    p = argparse.ArgumentParser(prog="pimsim export-trace", description="write the PIM part of a decode step as a "
-                                "trace of the public AiM simulator (rows left to its controller: that format has no "
-                                "precharge or activate ISR); `pimsim run-trace` reads it back")
-    p.add_argument("--format", default="aim", choices=["aim"])
-    _add_step(p)
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
-    a = p.parse_args(argv)
-    out = check_output_path(a.output)
-    cfg = load_config(a.hw, _overrides(a.set))
     prog = compile_step(get_spec(a.model), cfg, a.position, a.strategy, a.context, row_commands="controller")
     text = aim_trace(prog, cfg.dram.channels)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -598,6 +627,106 @@ def _cmd_export_trace(argv: list[str]) -> int:
     return 0
 
 
+def _export_perfetto(a, cfg, out) -> int:
+    from mapping.compile import compiler_for
+    from sim.timeline import check_request, export_perfetto
+    from workloads import get_spec
+
+    spec = get_spec(a.model)
+    prompt = 1 if a.prompt_len is None else a.prompt_len
+    check_request(a.mode or "overlap", prompt, a.tokens, spec.max_context)  # before placing and compiling
+    positions = prompt + a.tokens
+    compiler = compiler_for(spec, cfg, a.strategy, a.context or positions)
+    s = export_perfetto(out, cfg, (compiler.compile(pos) for pos in range(positions)), mode=a.mode or "overlap",
+                        refresh=False if a.no_refresh else None, prompt_len=prompt, tokens=a.tokens,
+                        model=spec.name, strategy=a.strategy, max_context=spec.max_context)
+    span = ", ".join(f"{m} {us:.3f} us" for m, us in s["time_us"].items())
+    print(f"wrote {out}: {s['slices']:,} slices ({s['ops']:,} ops, {s['refreshes']:,} refreshes) over "
+          f"{s['steps']} decode steps: {span} ({spec.name} on {cfg.name}, refresh "
+          f"{'on' if s['refresh'] else 'off'}); open it in ui.perfetto.dev")
+    return 0
+
+
+def _cmd_baselines(argv: list[str]) -> int:
+    from sim.baselines import DEVICES_YAML, MEASURED_COLUMNS, PAPER_MODELS, ROOFLINE_METHOD, baseline_table, \
+        load_devices, load_measured, load_run_result
+    from sim.results import check_output_path, write_json_atomic
+    from sim.system.model import MODES
+
+    cols = "; ".join(f"{c} ({'required' if req else 'optional'}): {what}" for c, (req, what) in MEASURED_COLUMNS.items())
+    p = argparse.ArgumentParser(prog="pimsim baselines", description="roofline baselines (T4, A100, Xeon Gold 6154) "
+                                "and measured latencies; with --compare, PIM-GPT's speedup and energy efficiency "
+                                f"over each. Method: {ROOFLINE_METHOD}")
+    p.add_argument("--model", action="extend", nargs="+", help=f"model zoo names (repeatable; default the paper's 8: "
+                   f"{', '.join(PAPER_MODELS)})")
+    p.add_argument("--prompt-len", type=int, default=1, help="prompt tokens of the roofline runs (default 1)")
+    p.add_argument("--gen-len", type=int, default=8, help="generated tokens of the roofline runs (default 8)")
+    p.add_argument("--devices", default=str(DEVICES_YAML), help="devices YAML (default: %(default)s)")
+    p.add_argument("--csv", metavar="FILE", help=f"measured latencies, one run per line; columns: {cols}")
+    p.add_argument("--compare", action="store_true", help="simulate each model on --hw (at each baseline's lengths) "
+                   "and add PIM-GPT's speedup and energy efficiency")
+    p.add_argument("--result", action="append", metavar="RUN.json", help="a saved `pimsim run --json` result "
+                   "(repeatable): compare its figures with the baselines at its model and lengths, without simulating")
+    _add_hw(p)
+    p.add_argument("--mode", default="overlap", choices=MODES, help="system model mode with --compare (default overlap)")
+    p.add_argument("--json", metavar="OUT", help="write the rows (with the devices and, with --compare, the resolved "
+                   "hardware config) to this JSON file")
+    a = p.parse_args(argv)
+    if a.json:
+        check_output_path(a.json)
+    devices = load_devices(a.devices)
+    measured = load_measured(a.csv, devices) if a.csv else []
+    saved = [load_run_result(r) for r in a.result or []]
+    models = list(dict.fromkeys(a.model)) if a.model else [] if saved else list(PAPER_MODELS)  # in order, each once
+    cfg = None
+    cache = {(r.model, r.prompt_len, r.gen_len): (r.latency_s_per_token, r.energy_j_per_token) for r in saved}
+    if a.compare:
+        from sim.compose import simulate
+        from sim.config import load_config
+
+        cfg = load_config(a.hw, _overrides(a.set))
+
+    def pim(model, prompt_len, gen_len):
+        key = (model, prompt_len, gen_len)
+        if key not in cache and a.compare:
+            s = simulate(model, cfg, prompt_len, gen_len, mode=a.mode).summary
+            cache[key] = (s["latency_s_per_token_mean"], s["energy_j_per_token_mean"])
+        return cache.get(key)
+    rows = []
+    for r in saved:  # each saved run against the baselines at its own lengths
+        same = [b for b in measured if (b.prompt_len, b.gen_len) == (r.prompt_len, r.gen_len)]
+        rows += baseline_table([r.model], r.prompt_len, r.gen_len, devices, same, pim)
+    if models:
+        rows += baseline_table(models, a.prompt_len, a.gen_len, devices, measured, pim)
+    print(f"baselines ({ROOFLINE_METHOD}); per decode step, mean over the run's steps (prompt + generated)")
+    head = f"{'model':13s} {'device':16s} {'method':9s} {'steps':>9s} {'ms/step':>10s} {'mJ/step':>10s} {'bound':8s}"
+    with_pim = any("speedup" in r for r in rows)
+    if with_pim:
+        head += f" {'PIM ms':>9s} {'PIM mJ':>9s} {'speedup':>9s} {'energy x':>9s}"
+    print(head)
+    for r in rows:
+        line = (f"{r['model']:13s} {r['device']:16s} {r['method']:9s} {r['prompt_len']:>4d}+{r['gen_len']:<4d} "
+                f"{r['latency_ms_per_token']:10.4f} {r['energy_mj_per_token']:10.3f} "
+                f"{r['bound'] if r['method'] == 'roofline' else 'measured':8s}")
+        if with_pim and "speedup" in r:
+            line += (f" {r['pim_latency_ms_per_token']:9.4f} {r['pim_energy_mj_per_token']:9.4f} {r['speedup']:9.2f} "
+                     f"{r['energy_efficiency']:9.1f}")
+        elif with_pim:
+            line += f" {'n/a (no PIM-GPT run at these lengths; --compare simulates one)':>39s}"
+        print(line)
+    if a.json:
+        from dataclasses import asdict
+
+        from sim.results import project_version, provenance
+
+        payload = {"method": ROOFLINE_METHOD, "rows": rows, "devices": {k: asdict(d) for k, d in devices.items()},
+                   "measured_csv": a.csv, "results": a.result or [], **(provenance(cfg, mode=a.mode) if cfg is not None
+                                             else {"pimsim_version": project_version()})}
+        write_json_atomic(a.json, payload)
+        print(f"wrote {a.json}")
+    return 0
+
+
 SUBCOMMANDS = {
     "run": (_cmd_run, "simulate token generation: latency and energy per token"),
     "sweep": (_cmd_sweep, "run a grid of simulations on Dask into a Parquet dataset"),
@@ -609,7 +738,8 @@ SUBCOMMANDS = {
     "place": (_cmd_place, "where a model's weights and KV cache live"),
     "accuracy": (_cmd_accuracy, "compiled programs vs the reference on the same tokens"),
     "accuracy-sweep": (_cmd_accuracy_sweep, "accuracy next to latency and energy over numeric knobs"),
-    "export-trace": (_cmd_export_trace, "write a decode step as an AiM simulator trace"),
+    "export-trace": (_cmd_export_trace, "write a decode step as an AiM trace, or a Perfetto timeline"),
+    "baselines": (_cmd_baselines, "roofline and measured GPU/CPU baselines; speedup of PIM-GPT over them"),
 }
 
 

@@ -98,14 +98,16 @@ def _file_mode(path: Path) -> int:
     return 0o666 & ~mask
 
 
-def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write strict JSON to a temporary file in the same folder, then rename over the target."""
+def write_json_atomic(path: str | Path, payload: dict[str, Any], compact: bool = False) -> Path:
+    """Write strict JSON to a temporary file in the same folder, then rename over the target
+    (`compact`: no indentation or spaces, for large files such as timelines)."""
     path = check_output_path(path)
     bad = _non_finite(payload)
     if bad:
         raise ValueError(f"result for '{path}': '{bad}' is not a finite number; strict JSON has no "
                          "NaN/Infinity (an undefined figure must be None)")
-    text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    text = (json.dumps(payload, separators=(",", ":"), allow_nan=False) if compact
+            else json.dumps(payload, indent=2, sort_keys=False, allow_nan=False)) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600
