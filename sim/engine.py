@@ -767,6 +767,7 @@ _INT64 = np.dtype(np.int64)
 _NO_REC = np.zeros((0, N_REC), np.int64)
 _NO_STAT = np.zeros((0, 2), np.int64)
 _NO_LINES = np.zeros(0, np.int64)
+_NO_INSTRUCTIONS = np.zeros((0, N_FIELDS), np.int64)
 
 
 _ENTRY = []
@@ -965,6 +966,13 @@ class Engine:
         """[channels, commands] every command issued since reset, idle refreshes included."""
         return self.counts.copy()
 
+    def refresh_idle(self, until: int, record: bool = False) -> EngineResult:
+        """Issue, on every channel, the refreshes that fell due before cycle `until` while it was
+        idle (otherwise each waits for the channel's next instruction, which may lie in a later
+        step of a caller's timeline)."""
+        return self.run(_NO_INSTRUCTIONS, record=record, close_rows=False, start_cycle=until, validate=False,
+                        op_stats=False, touch=(1 << self.n_channels) - 1)
+
     def active_cycles(self, until: int) -> np.ndarray:
         """Per channel: cycles in [0, until) with at least one bank open (for background power)."""
         chs = self.chs
@@ -1012,7 +1020,7 @@ class Engine:
     def run(self, prog: np.ndarray, *, record: bool = False, close_rows: bool = True,
             start_cycle: int | None = None, command_names: tuple[str, ...] | None = None,
             validate: bool = True, instr_times: bool = False, op_stats: bool = True,
-            host_lines: np.ndarray | None = None) -> EngineResult:
+            host_lines: np.ndarray | None = None, touch: int = 0) -> EngineResult:
         """Time `prog` from the current state.
 
         `start_cycle` is the cycle the program is handed to the controller: every channel it
@@ -1022,7 +1030,8 @@ class Engine:
         the engine's own command table (ids are meaningless under another). `validate=False`
         trusts the program (a compiler's output validated once). `host_lines` (aim front end
         only): per instruction, the trace lines without DRAM work (EWADD, GPR/CFR access) decoded
-        just before it, one cycle each."""
+        just before it, one cycle each. `touch`: channels (a mask) to treat as touched even without
+        an instruction: their refreshes that fell due while idle are issued (before `start_cycle`)."""
         if command_names is not None and command_names != self.std.command_names \
                 and tuple(command_names) != self.std.command_names:
             raise ValueError(f"program was built for a command table {tuple(command_names)}, but this engine's "
@@ -1053,17 +1062,17 @@ class Engine:
             saved = self.snapshot()
             cap = self._record_bound(prog)
             rec = np.zeros((cap, N_REC), np.int64)
-            istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, cap, host_lines)
+            istat = self._exec(prog, rec, start, close_rows, touch, op_stats, instr_times, cap, host_lines)
             n = int(self.g[G_RECN])
             if n > cap:  # more refreshes than the bound foresaw: time it again with room for all
                 self.restore(saved)
                 rec = np.zeros((n, N_REC), np.int64)
-                istat = self._exec(prog, rec, start, close_rows, 0, op_stats, instr_times, n, host_lines)
+                istat = self._exec(prog, rec, start, close_rows, touch, op_stats, instr_times, n, host_lines)
             schedule = np.zeros(n, SCHEDULE_DTYPE)
             for col, name in enumerate(SCHEDULE_DTYPE.names):
                 schedule[name] = rec[:n, col]
         else:
-            istat = self._exec(prog, _NO_REC, start, close_rows, 0, op_stats, instr_times, 0, host_lines)
+            istat = self._exec(prog, _NO_REC, start, close_rows, touch, op_stats, instr_times, 0, host_lines)
         g = self.g
         if g[G_ERR] == ERR_START_BEFORE_FRONT:
             ch = int(g[G_ERRV])

@@ -115,6 +115,11 @@ def record_timeline(cfg: HardwareConfig, programs: Iterable[Program], mode: str 
         step = system.run_step(prog)
         rec.restore(before)
         ch, cyc, idle = ref_times(rec, prog, step)
+        tail = rec.refresh_idle(step.finish_cycle, record=True).schedule  # as the system model does
+        tail = tail[tail["cmd"] == rec.std.cmd_ref] if rec.std.cmd_ref >= 0 else tail[:0]
+        ch = np.concatenate([ch, tail["channel"].astype(np.int64)])
+        cyc = np.concatenate([cyc, tail["cycle"].astype(np.int64)])
+        idle = np.concatenate([idle, np.ones(len(tail), bool)])
         if len(ch) != step.refreshes + int(idle.sum()):
             # the system model counts refreshes issued during its runs; idle ones separately
             raise TimelineMismatch(f"{prog.model}@{prog.position}: {len(ch) - int(idle.sum())} refreshes during "

@@ -223,8 +223,11 @@ class SystemModel:
             timed = self._time_compiled(program, t0)
         else:
             timed = self._time_simpy(program, t0)
-        # every command of the step, including refreshes a channel issued in an idle gap before
-        # one of its ops (the per-op counts leave those out): the growth of the engine's totals
+        # refreshes that fell due on a channel idle until the step's end belong to this step
+        finish = timed[1]
+        self.engine.refresh_idle(int(finish.max()) if len(finish) else t0)
+        # every command of the step, including refreshes a channel issued in an idle gap (the
+        # per-op counts leave those out): the growth of the engine's totals
         counts = self.engine.counts - before                                   # [C, n_cmd]
         return self._result(program, t0, active0, *timed[:4], counts, *timed[5:])
 
