@@ -243,13 +243,10 @@ class RunFigures:
 
 def load_run_result(path: str | Path) -> RunFigures:
     """Model, lengths and per-token figures of a `pimsim run --json` file; errors name the key."""
-    import json
+    from sim.results import read_run_json
 
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BaselineError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_run_json(path, BaselineError)
 
     def get(*keys):
         v = doc

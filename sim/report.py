@@ -280,14 +280,9 @@ def save_figures(figs: dict[str, Figure], out: str | Path) -> list[Path]:
 
 
 def load_run(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        run = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(run, dict):
-        raise ReportError(f"{path}: expected a JSON object written by `pimsim run --json`")
-    return run
+    from sim.results import read_run_json
+
+    return read_run_json(path, ReportError)
 
 
 def figures_for(path: str | Path) -> dict[str, Figure]:

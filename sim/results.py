@@ -118,3 +118,18 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any], compact: bool =
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_run_json(path: str | Path, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """A result file written by `pimsim run --json`, as a dict; `error` (naming the file) when
+    it cannot be read, is not JSON or is not a JSON object."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(doc, dict):
+        raise error(f"{path}: expected a JSON object written by `pimsim run --json`")
+    return doc

@@ -193,3 +193,20 @@ def test_cli_report_of_a_sweep_folder(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert sorted(x.name for x in (tmp_path / "figs").iterdir()) == ["sweep_dram.channels.png", "sweep_mode.png"]
+
+
+def test_a_bad_run_file_is_an_error_naming_it(tmp_path):
+    """Report and baselines read run files with one reader: not JSON, not an object, missing."""
+    from sim.baselines import BaselineError, load_run_result
+    from sim.report import ReportError, load_run
+
+    broken, listed = tmp_path / "broken.json", tmp_path / "list.json"
+    broken.write_text("{not json")
+    listed.write_text("[1, 2]")
+    for load, err in ((load_run, ReportError), (load_run_result, BaselineError)):
+        with pytest.raises(err, match=r"broken\.json: not valid JSON \(.*line 1\)"):
+            load(broken)
+        with pytest.raises(err, match=r"list\.json: expected a JSON object"):
+            load(listed)
+        with pytest.raises(err, match=r"missing\.json: cannot read"):
+            load(tmp_path / "missing.json")
