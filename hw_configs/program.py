@@ -26,6 +26,7 @@ gains, biases). ASIC op semantics per kind are documented in ASIC_SEMANTICS.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -177,3 +178,50 @@ class Program:
                     raise ValueError(f"op {i} ({op.name}): instructions must be [n, {N_FIELDS}] int64")
                 if len(ins) and not np.all(ins[:, F_OPID] == i):
                     raise ValueError(f"op {i} ({op.name}): instruction OPID column must equal the op id")
+
+
+# --------------------------------------------------------------------------- tensors of a step
+
+_REF = re.compile(r"^(?P<name>[^\[\]]+)(\[(?P<lo>\d+):(?P<hi>\d+)\])?$")
+
+
+def parse_ref(ref: str, error: type[Exception] = ValueError) -> tuple[str, int | None, int | None]:
+    """`name` or `name[lo:hi]` -> (name, lo, hi) (None, None without a slice)."""
+    m = _REF.match(ref)
+    if not m:
+        raise error(f"bad tensor reference {ref!r}: expected 'name' or 'name[lo:hi]'")
+    lo = m.group("lo")
+    return m.group("name"), (int(lo) if lo is not None else None), (int(m.group("hi")) if lo is not None else None)
+
+
+class Tensors:
+    """A step's flat fp32 tensors (`Program.tensors`) plus the ASIC parameter store (`param:NAME`),
+    read and written by the references ops name; `error` is the exception an executor raises."""
+
+    def __init__(self, sizes: dict[str, int], params: dict[str, np.ndarray], error: type[Exception] = ValueError):
+        self.t = {name: np.zeros(n, np.float32) for name, n in sizes.items()}
+        self.params = params
+        self.error = error
+
+    def full(self, name: str) -> np.ndarray:
+        if name.startswith("param:"):
+            key = name[6:]
+            if key not in self.params:
+                raise self.error(f"parameter {key!r} is not in the ASIC parameter store")
+            return self.params[key]
+        if name not in self.t:
+            raise self.error(f"tensor {name!r} is not declared in the program")
+        return self.t[name]
+
+    def get(self, ref: str) -> np.ndarray:
+        name, lo, hi = parse_ref(ref, self.error)
+        arr = self.full(name)
+        return arr if lo is None else arr[lo:hi]
+
+    def put(self, ref: str, value: np.ndarray) -> None:
+        name, lo, hi = parse_ref(ref, self.error)
+        arr = self.full(name)
+        lo, hi = (0, len(arr)) if lo is None else (lo, hi)
+        if hi > len(arr) or hi - lo != np.size(value):
+            raise self.error(f"writing {np.size(value)} elements to {ref!r} (tensor of {len(arr)})")
+        arr[lo:hi] = value

@@ -10,7 +10,6 @@ an instruction naming the wrong row, changes the numbers. MAC registers accumula
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,16 +17,13 @@ import numpy as np
 from hw_configs.isa import (
     F_BANK, F_CHMASK, F_CMD, F_COL, F_COUNT, F_OP, F_ROW, OP_BARRIER, OP_COLUMN, OP_PRECHARGE, OP_RAW, OP_SIMPLE,
 )
-from hw_configs.program import AsicOp, IoOp, PimOp, Program
+from hw_configs.program import AsicOp, IoOp, PimOp, Program, Tensors
 from workloads import reference as R
 
 from .device import Device, MappingError
 from .placement import GemvRegion, Placement
 
 F32 = np.float32
-_REF = re.compile(r"^(?P<name>[^\[\]]+)(\[(?P<lo>\d+):(?P<hi>\d+)\])?$")
-
-
 class ExecutionError(MappingError):
     """A program the executor cannot run (bad address, missing data binding, unknown command)."""
 
@@ -94,46 +90,6 @@ def asic_store(placement: Placement, params: dict[str, np.ndarray]) -> dict[str,
 
 
 # --------------------------------------------------------------------------- tensors
-
-
-def _parse(ref: str) -> tuple[str, int | None, int | None]:
-    m = _REF.match(ref)
-    if not m:
-        raise ExecutionError(f"bad tensor reference {ref!r}: expected 'name' or 'name[lo:hi]'")
-    lo = m.group("lo")
-    return m.group("name"), (int(lo) if lo is not None else None), (int(m.group("hi")) if lo is not None else None)
-
-
-class Tensors:
-    """Flat fp32 tensors of one step plus the ASIC parameter store (`param:NAME`)."""
-
-    def __init__(self, sizes: dict[str, int], params: dict[str, np.ndarray]):
-        self.t = {name: np.zeros(n, F32) for name, n in sizes.items()}
-        self.params = params
-
-    def full(self, name: str) -> np.ndarray:
-        if name.startswith("param:"):
-            key = name[6:]
-            if key not in self.params:
-                raise ExecutionError(f"parameter {key!r} is not in the ASIC parameter store")
-            return self.params[key]
-        if name not in self.t:
-            raise ExecutionError(f"tensor {name!r} is not declared in the program")
-        return self.t[name]
-
-    def get(self, ref: str) -> np.ndarray:
-        name, lo, hi = _parse(ref)
-        arr = self.full(name)
-        return arr if lo is None else arr[lo:hi]
-
-    def put(self, ref: str, value: np.ndarray) -> None:
-        name, lo, hi = _parse(ref)
-        arr = self.full(name)
-        if lo is None:
-            lo, hi = 0, len(arr)
-        if hi > len(arr) or hi - lo != np.size(value):
-            raise ExecutionError(f"writing {np.size(value)} elements to {ref!r} (tensor of {len(arr)})")
-        arr[lo:hi] = value
 
 
 # --------------------------------------------------------------------------- PIM ops
@@ -262,7 +218,7 @@ def execute(program: Program, image: MemoryImage, params: dict[str, np.ndarray])
     """Run every op in program order; returns the step's tensors (e.g. `logits`, `token`)."""
     if program.command_names != image.dev.command_names:
         raise ExecutionError("program was compiled for another command table than the image's device")
-    tensors = Tensors(program.tensors, params)
+    tensors = Tensors(program.tensors, params, ExecutionError)
     state = PimState.empty(image.dev)
     for op in program.ops:
         if isinstance(op, PimOp):

@@ -11,17 +11,15 @@ the ASIC parameter store (norm gains, biases), rounded to the dtype when used.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from hw_configs.program import AsicOp, IoOp, PimOp, Program
+from hw_configs.program import AsicOp, IoOp, PimOp, Program, Tensors
 from sim.system.asic_math import AsicNumerics
 
 from . import emulate, kernels
 
-_REF = re.compile(r"^(?P<name>[^\[\]]+)(\[(?P<lo>\d+):(?P<hi>\d+)\])?$")
 ERRORS = {
     kernels.ERR_ROW: "row {detail} is outside the image",
     kernels.ERR_BINDING: "the instructions need more data than the op's binding holds",
@@ -99,44 +97,6 @@ class PimNumerics:
 
 
 # --------------------------------------------------------------------------- tensors
-
-
-def parse_ref(ref: str) -> tuple[str, int | None, int | None]:
-    m = _REF.match(ref)
-    if not m:
-        raise FunctionalError(f"bad tensor reference {ref!r}: expected 'name' or 'name[lo:hi]'")
-    lo = m.group("lo")
-    return m.group("name"), (int(lo) if lo is not None else None), (int(m.group("hi")) if lo is not None else None)
-
-
-class Tensors:
-    """A step's flat tensors plus the ASIC parameter store (`param:NAME`)."""
-
-    def __init__(self, sizes: dict[str, int], params: dict[str, np.ndarray]):
-        self.t = {name: np.zeros(n, np.float32) for name, n in sizes.items()}
-        self.params = params
-
-    def full(self, name: str) -> np.ndarray:
-        if name.startswith("param:"):
-            if name[6:] not in self.params:
-                raise FunctionalError(f"parameter {name[6:]!r} is not in the ASIC parameter store")
-            return self.params[name[6:]]
-        if name not in self.t:
-            raise FunctionalError(f"tensor {name!r} is not declared in the program")
-        return self.t[name]
-
-    def get(self, ref: str) -> np.ndarray:
-        name, lo, hi = parse_ref(ref)
-        arr = self.full(name)
-        return arr if lo is None else arr[lo:hi]
-
-    def put(self, ref: str, value: np.ndarray) -> None:
-        name, lo, hi = parse_ref(ref)
-        arr = self.full(name)
-        lo, hi = (0, len(arr)) if lo is None else (lo, hi)
-        if hi > len(arr) or hi - lo != np.size(value):
-            raise FunctionalError(f"writing {np.size(value)} elements to {ref!r} (tensor of {len(arr)})")
-        arr[lo:hi] = value
 
 
 # --------------------------------------------------------------------------- executor
@@ -221,7 +181,7 @@ class FunctionalExecutor:
         gb = np.zeros((C, num.gb_elems), np.float32)
         acc = np.zeros((C, B), np.float32)
         err = np.zeros(2, np.int64)
-        t = Tensors(program.tensors, self.params)
+        t = Tensors(program.tensors, self.params, FunctionalError)
         full = t.full
         for op in program.ops:
             if isinstance(op, PimOp):
