@@ -439,6 +439,17 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     return False
         return True
 
+    def adopt(f, r):
+        """Follower f takes the state it shares with its leader r (its counters are its own; its
+        last-command cycle only if r issued since f joined)."""
+        last[f, :, :] = last[r, :, :]
+        orow[f, :] = orow[r, :]
+        ring[f, :, :] = ring[r, :, :]
+        for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT, C_QN, C_QKIND):
+            chs[f, k] = chs[r, k]
+        if chs[r, C_LAST] != join_last[f]:
+            chs[f, C_LAST] = chs[r, C_LAST]
+
     def regroup(mask, every_ok, t_from):
         """Before an instruction for `mask`: dissolve the groups it splits (followers take their
         leader's state), then let leaders in `mask` whose states are equal join one group
@@ -455,13 +466,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                 continue
             for j in range(nfol[r]):  # the state a follower shares with its leader becomes its own
                 f = fol[r, j]
-                last[f, :, :] = last[r, :, :]
-                orow[f, :] = orow[r, :]
-                ring[f, :, :] = ring[r, :, :]
-                for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT, C_QN, C_QKIND):
-                    chs[f, k] = chs[r, k]
-                if chs[r, C_LAST] != join_last[f]:
-                    chs[f, C_LAST] = chs[r, C_LAST]
+                adopt(f, r)
                 lead[f] = f
             nfol[r] = 0
         for ch in range(n_channels):
@@ -670,15 +675,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     # ---- followers take their leader's state; the classes record which channels ended alike
     for ch in range(n_channels):
         r = lead[ch]
-        if r == ch:
-            continue
-        last[ch, :, :] = last[r, :, :]
-        orow[ch, :] = orow[r, :]
-        ring[ch, :, :] = ring[r, :, :]
-        for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT, C_QN, C_QKIND):
-            chs[ch, k] = chs[r, k]
-        if chs[r, C_LAST] != join_last[ch]:
-            chs[ch, C_LAST] = chs[r, C_LAST]
+        if r != ch:
+            adopt(ch, r)
     first_free = np.full(n_channels, -1, np.int64)  # per old class: its lowest untouched member
     for ch in range(n_channels):
         old = chs[ch, C_CLASS]

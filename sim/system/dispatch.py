@@ -6,7 +6,7 @@ Why a second implementation: one decode step of GPT2-XL is 4,620 ops, and the Si
 spends ~60 us of Python per op around a ~10 us engine call; 1024 tokens then take minutes. This
 loop does the same decisions in the same order (completions at one cycle are taken in launch
 order before the next dispatch round, as SimPy's event ids order them), so it gives the same
-start and finish cycle of every op, the same releasing op and the same counts; tests compare the
+start and finish cycle of every op, the same releasing op and the same row hits; tests compare the
 two on real decode steps in both modes.
 """
 from __future__ import annotations
@@ -61,10 +61,11 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
              n_channels, prog,
              par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
              istat, qring, hostl,
-             start, finish, pred, refpart, step_counts, acc, err):
+             start, finish, pred, refpart, acc, err):
     """Time one Program's ops from cycle t0 (see the module docstring); fills start, finish,
-    pred (the op that released each), refpart (refresh cycles inside a PIM op), step_counts
-    [channels, commands], acc = (row hits, row misses, refreshes); err = (code, op)."""
+    pred (the op that released each), refpart (refresh cycles inside a PIM op), acc = (row hits,
+    row misses, refreshes); err = (code, op). Command counts are the caller's: the growth of the
+    engine's totals over the step."""
     n = kind.shape[0]
     all_mask = (1 << n_channels) - 1
     waiting = np.empty(n, np.int64)
@@ -205,8 +206,6 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
                     d = g[G_RUN_FINISH] - now
                     mref = 0
                     for ch in range(n_channels):
-                        for c2 in range(step_counts.shape[1]):
-                            step_counts[ch, c2] += ucounts[ch, c2]
                         acc[0] += runbuf[ch, U_HITS]
                         acc[1] += runbuf[ch, U_MISSES]
                         acc[2] += runbuf[ch, U_REFS]

@@ -109,7 +109,7 @@ class _Graph:
         self.instructions = instructions
 
     @staticmethod
-    def build(ops, info, n_channels) -> "_Graph":
+    def build(ops, info) -> "_Graph":
         n = len(ops)
         infos = [info(op) for op in ops]
         cols = np.array([i[:4] for i in infos], np.int64).reshape(n, 4)
@@ -229,7 +229,7 @@ class SystemModel:
         # every command of the step, including refreshes a channel issued in an idle gap (the
         # per-op counts leave those out): the growth of the engine's totals
         counts = self.engine.counts - before                                   # [C, n_cmd]
-        return self._result(program, t0, active0, *timed[:4], counts, *timed[5:])
+        return self._result(program, t0, active0, *timed[:4], counts, *timed[4:])
 
     def _op_info(self, op) -> tuple:
         """(kind, chmask, duration or -1, tag id, asic pJ, I/O bytes) of an op."""
@@ -250,17 +250,16 @@ class SystemModel:
         if prev is not None and len(prev.ops) == len(ops):
             changed = [i for i, (a, b) in enumerate(zip(prev.ops, ops)) if a is not b]
             if all(ops[i].deps == prev.ops[i].deps for i in changed):
-                return prev.updated(ops, changed, self._op_info)
-        g = _Graph.build(ops, self._op_info, self.n_channels)
-        self._last_graph = g
-        return g
+                self._last_graph = prev.updated(ops, changed, self._op_info)
+                return self._last_graph
+        self._last_graph = _Graph.build(ops, self._op_info)
+        return self._last_graph
 
     def _time_compiled(self, program: Program, t0: int):
         ops = program.ops
         n = len(ops)
         eng = self.engine
         gr = self._graph(ops)
-        self._last_graph = gr
         prog = gr.instructions
         self.last_pim_instructions = prog  # the PIM part back to back, for a caller that times it alone
         kind, chmask, dur = gr.kind, gr.chmask, gr.dur
@@ -270,7 +269,6 @@ class SystemModel:
         finish = np.full(n, -1, np.int64)
         pred = np.full(n, -1, np.int64)
         refpart = np.zeros(n, np.int64)
-        counts = np.zeros((self.n_channels, len(eng.std.command_names)), np.int64)
         acc = np.zeros(4, np.int64)
         err = np.zeros(2, np.int64)
         runbuf = np.empty_like(eng._runbuf)
@@ -279,7 +277,7 @@ class SystemModel:
                          self._nrfc, self.n_channels, prog,
                          eng.par, eng.tab, eng.rows, eng.win, eng.last, eng.chs, eng.orow, eng.counts, eng.ring, eng.g,
                          _NO_REC, runbuf, ucounts, _NO_STAT, eng._opcnt, _NO_STAT, eng.qring, _NO_LINES,
-                         start, finish, pred, refpart, counts, acc, err)
+                         start, finish, pred, refpart, acc, err)
         if err[0] == D.ERR_ORDER:
             i = int(err[1])
             raise ValueError(f"op {i} ({ops[i].name}) depends on a later op")
@@ -290,7 +288,7 @@ class SystemModel:
         if err[0] == D.ERR_FRONT:
             ch = int(acc[3])
             raise ValueError(f"op {int(err[1])}: start cycle {now} is earlier than channel {ch}'s front end")
-        return start, finish, pred, refpart, counts, int(acc[0]), int(acc[1]), int(acc[2]), io_bytes, asic_pj, gr.tags
+        return start, finish, pred, refpart, int(acc[0]), int(acc[1]), int(acc[2]), io_bytes, asic_pj, gr.tags
 
     def _time_simpy(self, program: Program, t0: int):
         """The reference dispatcher: one SimPy process, one timeout event per op."""
@@ -311,7 +309,6 @@ class SystemModel:
             waiting[op.id] = len(op.deps)
             for d in op.deps:
                 succ[d].append(op.id)
-        counts = np.zeros((self.n_channels, len(eng.std.command_names)), np.int64)
         acc = {"hits": 0, "misses": 0, "refreshes": 0, "io_bytes": 0, "asic_pj": 0.0}
         serial = self.mode == "serial"
         all_mask = (1 << self.n_channels) - 1
@@ -386,7 +383,6 @@ class SystemModel:
                 state["busy_ch"] |= op.chmask
                 res = eng.run(op.instructions, start_cycle=now, close_rows=False, validate=False, op_stats=False)
                 dur = res.finish_cycle - now
-                counts[:] += res.counts
                 acc["hits"] += int(res.row_hits.sum())
                 acc["misses"] += int(res.row_misses.sum())
                 nref = res.refreshes
@@ -472,7 +468,7 @@ class SystemModel:
         tags = np.array([_TAG_ID[op.tag] for op in ops], np.int64)
         self.last_pim_instructions = program.pim_instructions()
         asic_pj = math.fsum(self._asic(op)[1] for op in ops if isinstance(op, AsicOp))
-        return (start, finish, pred, refresh_part, counts, acc["hits"], acc["misses"], acc["refreshes"],
+        return (start, finish, pred, refresh_part, acc["hits"], acc["misses"], acc["refreshes"],
                 acc["io_bytes"], asic_pj, tags)
 
     def _result(self, program, t0, active0, start, finish, pred, refresh_part, counts, hits, misses, refreshes,
