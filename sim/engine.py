@@ -53,6 +53,21 @@ U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
 # g[:] scalars of one call
 (G_RECN, G_RECON, G_RUN_FINISH, G_START, G_ERR, G_ERRV, G_INSTR, G_OPID, G_IDONE, G_OWNER,
  G_RECCAP, G_NOPS, G_DECODE, N_G) = range(14)
+# ls[ch, :] lock-step scratch of one call, kept by the caller: the groups (leader, followers,
+# the leader's last-command cycle when a follower joined), and per leader the counters as they
+# stood when its group last changed (its followers take the growth since, at the next change)
+(LS_LEAD, LS_NFOL, LS_JOIN, LS_FIN, LS_FIRST, LS_HITS, LS_MISSES, LS_REFS, LS_UHITS, LS_UMISSES, LS_UREFS,
+ LS_UIDLE, LS_FOL) = range(13)
+# then fol[n_channels], counts base[n_cmd], run counts base[n_cmd], and per command its last
+# channel-wide issue cycle (a command issued since the group last changed moved it: the cells a
+# follower must copy); row n_channels: the refresh restore rows (nb); row n_channels + 1: per
+# class its lowest untouched member
+
+
+def lockstep_scratch(n_channels: int, n_cmd: int, n_banks: int) -> np.ndarray:
+    return np.zeros((n_channels + 2, max(LS_FOL + n_channels + 3 * n_cmd, n_banks, n_channels)), np.int64)
+
+
 # rec[i, :] one recorded command
 R_CMD, R_CH, R_BANK, R_ROW, R_COL, R_CYCLE, R_RELEASE, R_INSTR, R_OPID, N_REC = range(10)
 # rows[k, :] constraint rows in CSR order of the later command; win[w, :] windows
@@ -83,7 +98,7 @@ QK_AIM, QK_HOST_RW = 1, 2  # request kinds: AiM buffer vs read/write buffers (ex
 
 @njit(cache=True, nogil=True)
 def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, ucounts, opstat, opcnt,
-         istat, n_channels, start, close_rows, touch, qring, hostl):
+         istat, n_channels, start, close_rows, touch, qring, hostl, ls):
     nb = par[P_NB]
     bpg = par[P_BPG]
     i_all = nb + par[P_NG]
@@ -100,7 +115,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     max_owed = par[P_MAX_OWED]
     want_instr = istat.shape[0] > 0
     want_ops = opstat.shape[0] > 0 and opcnt.shape[0] > 0
-    keep = np.empty(nb, np.int64)  # rows to re-open after a refresh inside a raw stream
+    nch = n_channels
+    keep = ls[nch, :nb]  # rows to re-open after a refresh inside a raw stream
     # aim front end: qring[ch, j % qr] = the cycle request j of the channel left its buffer (its
     # final command issued); qr = capacity + 1 keeps request j - capacity readable after j
     aim = par[P_FRONT] != 0
@@ -108,12 +124,20 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     qr = qring.shape[1]
     have_hostl = hostl.shape[0] > 0
     # lock step: channels in the same state that every instruction treats alike are timed once
-    # (their leader) and take the leader's outcome afterwards; exact, because the core is
-    # deterministic and the state comparison ignores only what can no longer bind
-    lead = np.arange(n_channels)  # lead[ch] == ch: timed; else the channel that is timed for it
-    nfol = np.zeros(n_channels, np.int64)  # per leader: its followers fol[leader, :nfol]
-    fol = np.zeros((n_channels, n_channels), np.int64)
-    join_last = np.zeros(n_channels, np.int64)  # per follower: its leader's C_LAST when it joined
+    # (their leader) and take the leader's outcome afterwards: state at the end of the run,
+    # counters whenever the group changes; exact, because the core is deterministic and the
+    # state comparison ignores only what can no longer bind
+    lead = ls[:nch, LS_LEAD]  # lead[ch] == ch: timed; else the channel that is timed for it
+    nfol = ls[:nch, LS_NFOL]  # per leader: its followers fol[leader, :nfol]
+    fol = ls[:nch, LS_FOL:LS_FOL + nch]
+    join_last = ls[:nch, LS_JOIN]  # per follower: its leader's C_LAST when it joined
+    bcnt = ls[:nch, LS_FOL + nch:LS_FOL + nch + n_cmd]  # per leader: counts when its group changed
+    bucnt = ls[:nch, LS_FOL + nch + n_cmd:LS_FOL + nch + 2 * n_cmd]  # and this run's counts
+    blast = ls[:nch, LS_FOL + nch + 2 * n_cmd:LS_FOL + nch + 3 * n_cmd]  # and last[., ., i_chan]
+    n_cells = last.shape[2]
+    for ch in range(nch):
+        lead[ch] = ch
+        nfol[ch] = 0
     floor_dt = par[P_FLOOR]
 
     def earliest(ch, cmd, bank, release):
@@ -146,17 +170,19 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         if bank == ALL_BANKS:
             for b in range(nb):
                 orow[ch, b] = row
+            n_open = nb if row >= 0 else 0
+            uniform = row
         else:
             orow[ch, bank] = row
-        first = orow[ch, 0]
-        n_open = 0
-        uniform = first
-        for b in range(nb):
-            r = orow[ch, b]
-            if r >= 0:
-                n_open += 1
-            if r != first:
-                uniform = -1
+            first = orow[ch, 0]
+            n_open = 0
+            uniform = first
+            for b in range(nb):
+                r = orow[ch, b]
+                if r >= 0:
+                    n_open += 1
+                if r != first:
+                    uniform = -1
         chs[ch, C_NOPEN] = n_open
         chs[ch, C_UNIFORM] = uniform
         if n_open > 0 and not was_open:
@@ -172,24 +198,25 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
 
     def account(ch, cmd, t, d, n):
         """Counts and finish times of `n` commands `cmd`, the last one completing at `d`, on
-        channel `ch` and its lock-step followers."""
+        channel `ch` (its lock-step followers take them when the group changes: `flush`)."""
         owner = g[G_OWNER]
-        for j in range(nfol[ch] + 1):
-            c = ch if j == 0 else fol[ch, j - 1]
-            counts[c, cmd] += n
-            if owner == OWNER_IDLE:
-                continue
-            ucounts[c, cmd] += n
-            if owner == OWNER_REFRESH:
-                continue
-            if d > chs[c, C_FINISH]:
-                chs[c, C_FINISH] = d
-            if d > run[c, U_FINISH]:
-                run[c, U_FINISH] = d
-            if run[c, U_FIRST] < 0:
-                run[c, U_FIRST] = t
-        if owner != OWNER_PROGRAM:
+        counts[ch, cmd] += n
+        if owner == OWNER_IDLE:
             return
+        ucounts[ch, cmd] += n
+        if owner == OWNER_REFRESH:
+            return
+        if d > chs[ch, C_FINISH]:
+            chs[ch, C_FINISH] = d
+        if d > run[ch, U_FINISH]:
+            run[ch, U_FINISH] = d
+        if run[ch, U_FIRST] < 0:
+            run[ch, U_FIRST] = t
+        if nfol[ch] > 0:
+            if d > ls[ch, LS_FIN]:
+                ls[ch, LS_FIN] = d
+            if ls[ch, LS_FIRST] < 0:
+                ls[ch, LS_FIRST] = t
         if d > g[G_RUN_FINISH]:
             g[G_RUN_FINISH] = d
         if d > g[G_IDONE]:
@@ -247,13 +274,11 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             chs[ch, C_MODE] = MODE_REG if chs[ch, C_MODE] == MODE_MEM else MODE_MEM
         elif cmd == c_ref:  # any refresh, the controller's or a raw one, meets the next obligation
             chs[ch, C_DUE] += nrefi
-            for j in range(nfol[ch] + 1):
-                c = ch if j == 0 else fol[ch, j - 1]
-                chs[c, C_REFS] += 1
-                if g[G_OWNER] == OWNER_IDLE:
-                    run[c, U_IDLE_REFS] += 1
-                else:
-                    run[c, U_REFS] += 1
+            chs[ch, C_REFS] += 1
+            if g[G_OWNER] == OWNER_IDLE:
+                run[ch, U_IDLE_REFS] += 1
+            else:
+                run[ch, U_REFS] += 1
         target = ALL_BANKS if all_target else bank
         if tab[cmd, T_OPEN] != 0:
             set_rows(ch, target, row, t)
@@ -347,14 +372,12 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             issue(ch, nxt, nbk, row, col, t, release)
             if nxt == cmd:
                 if is_col:
-                    for j in range(nfol[ch] + 1):
-                        c = ch if j == 0 else fol[ch, j - 1]
-                        if needed_act:
-                            chs[c, C_MISSES] += 1
-                            run[c, U_MISSES] += 1
-                        else:
-                            chs[c, C_HITS] += 1
-                            run[c, U_HITS] += 1
+                    if needed_act:
+                        chs[ch, C_MISSES] += 1
+                        run[ch, U_MISSES] += 1
+                    else:
+                        chs[ch, C_HITS] += 1
+                        run[ch, U_HITS] += 1
                 return t
             if nxt == c_act or nxt == c_act_all:
                 needed_act = True
@@ -403,10 +426,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             chs[ch, C_LAST] = t
             account(ch, cmd, t - (n - 1) * gap, t + tab[cmd, T_DONE], n)
             if is_col:
-                for j in range(nfol[ch] + 1):
-                    c = ch if j == 0 else fol[ch, j - 1]
-                    chs[c, C_HITS] += n
-                    run[c, U_HITS] += n
+                chs[ch, C_HITS] += n
+                run[ch, U_HITS] += n
             k += n
         return t + tab[cmd, T_DONE]
 
@@ -439,12 +460,64 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     return False
         return True
 
+    def rebase(r):
+        """Leader r's counters as they stand now: its group's starting point."""
+        for c in range(n_cmd):
+            bcnt[r, c] = counts[r, c]
+            bucnt[r, c] = ucounts[r, c]
+        ls[r, LS_HITS] = chs[r, C_HITS]
+        ls[r, LS_MISSES] = chs[r, C_MISSES]
+        ls[r, LS_REFS] = chs[r, C_REFS]
+        ls[r, LS_UHITS] = run[r, U_HITS]
+        ls[r, LS_UMISSES] = run[r, U_MISSES]
+        ls[r, LS_UREFS] = run[r, U_REFS]
+        ls[r, LS_UIDLE] = run[r, U_IDLE_REFS]
+        ls[r, LS_FIN] = NEVER
+        ls[r, LS_FIRST] = -1
+        for c in range(n_cmd):
+            blast[r, c] = last[r, c, i_chan]
+
+    def copy_cells(f, r):
+        """Follower f takes the last-issue cycles of the commands r issued since its group last
+        changed: every issue moves the channel-wide cell, and every later issue cycle is larger.
+        (Every other cell f shares with r already, or both lie too far back to bind again.)"""
+        for c in range(n_cmd):
+            if last[r, c, i_chan] != blast[r, c]:
+                for k in range(n_cells):
+                    last[f, c, k] = last[r, c, k]
+
+    def flush(r):
+        """Before leader r's group changes: each follower takes what r counted since the
+        group last changed (it issued the same commands), and r starts counting afresh."""
+        for j in range(nfol[r]):
+            f = fol[r, j]
+            for c in range(n_cmd):
+                counts[f, c] += counts[r, c] - bcnt[r, c]
+                ucounts[f, c] += ucounts[r, c] - bucnt[r, c]
+            chs[f, C_HITS] += chs[r, C_HITS] - ls[r, LS_HITS]
+            chs[f, C_MISSES] += chs[r, C_MISSES] - ls[r, LS_MISSES]
+            chs[f, C_REFS] += chs[r, C_REFS] - ls[r, LS_REFS]
+            run[f, U_HITS] += run[r, U_HITS] - ls[r, LS_UHITS]
+            run[f, U_MISSES] += run[r, U_MISSES] - ls[r, LS_UMISSES]
+            run[f, U_REFS] += run[r, U_REFS] - ls[r, LS_UREFS]
+            run[f, U_IDLE_REFS] += run[r, U_IDLE_REFS] - ls[r, LS_UIDLE]
+            if ls[r, LS_FIN] > chs[f, C_FINISH]:
+                chs[f, C_FINISH] = ls[r, LS_FIN]
+            if ls[r, LS_FIN] > run[f, U_FINISH]:
+                run[f, U_FINISH] = ls[r, LS_FIN]
+            if ls[r, LS_FIRST] >= 0 and run[f, U_FIRST] < 0:
+                run[f, U_FIRST] = ls[r, LS_FIRST]
+            copy_cells(f, r)
+        rebase(r)
+
     def adopt(f, r):
-        """Follower f takes the state it shares with its leader r (its counters are its own; its
-        last-command cycle only if r issued since f joined)."""
-        last[f, :, :] = last[r, :, :]
-        orow[f, :] = orow[r, :]
-        ring[f, :, :] = ring[r, :, :]
+        """Follower f takes the state it shares with its leader r, right after `flush(r)` (its
+        counters are its own; its last-command cycle only if r issued since f joined)."""
+        for b in range(nb):
+            orow[f, b] = orow[r, b]
+        for w in range(ring.shape[1]):
+            for k in range(ring.shape[2]):
+                ring[f, w, k] = ring[r, w, k]
         for k in (C_UNIFORM, C_NOPEN, C_MODE, C_DUE, C_FRONT, C_QN, C_QKIND):
             chs[f, k] = chs[r, k]
         if chs[r, C_LAST] != join_last[f]:
@@ -464,6 +537,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     split = True
             if not split:
                 continue
+            flush(r)
             for j in range(nfol[r]):  # the state a follower shares with its leader becomes its own
                 f = fol[r, j]
                 adopt(f, r)
@@ -478,6 +552,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                         or same_state(c2, ch, t_from)):
                     # ch and its followers join c2's group; a follower keeps the last-command
                     # cycle ch gave it, the rest of ch's state is c2's by equivalence
+                    flush(c2)
+                    flush(ch)
                     for j in range(nfol[ch] + 1):
                         f = ch if j == 0 else fol[ch, j - 1]
                         if j > 0 and chs[ch, C_LAST] != join_last[f]:
@@ -660,8 +736,14 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         if op == OP_BARRIER:
             f = -1
             for ch in range(n_channels):
-                if (mask >> ch) & 1 and chs[ch, C_FINISH] > f:
-                    f = chs[ch, C_FINISH]
+                if (mask >> ch) & 1 == 0:
+                    continue
+                v = chs[ch, C_FINISH]
+                r = lead[ch]
+                if r != ch and ls[r, LS_FIN] > v:  # a follower's finish not yet flushed
+                    v = ls[r, LS_FIN]
+                if v > f:
+                    f = v
             for ch in range(n_channels):
                 if (mask >> ch) & 1 and f > chs[ch, C_FRONT]:
                     chs[ch, C_FRONT] = f
@@ -672,12 +754,18 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     chs[ch, C_FRONT] = d
     g[G_DECODE] = dec
 
-    # ---- followers take their leader's state; the classes record which channels ended alike
+    # ---- followers take their leader's counters and state; the classes record which channels
+    #      ended alike
+    for ch in range(n_channels):
+        if lead[ch] == ch and nfol[ch] > 0:
+            flush(ch)
     for ch in range(n_channels):
         r = lead[ch]
         if r != ch:
             adopt(ch, r)
-    first_free = np.full(n_channels, -1, np.int64)  # per old class: its lowest untouched member
+    first_free = ls[nch + 1, :nch]  # per old class: its lowest untouched member
+    for ch in range(nch):
+        first_free[ch] = -1
     for ch in range(n_channels):
         old = chs[ch, C_CLASS]
         if (touched >> ch) & 1:
@@ -942,6 +1030,7 @@ class Engine:
         self._ucounts = np.zeros((c, n_cmd), np.int64)
         self._opstat = np.empty((64, 2), np.int64)
         self._opcnt = np.empty((64, n_cmd), np.int64)
+        self._ls = lockstep_scratch(c, n_cmd, b)
 
     # ---- state a caller may read
     @property
@@ -1007,7 +1096,7 @@ class Engine:
             _kernel()(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts,
                       self.ring, g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT,
                       self._opcnt, istat, self.n_channels, start, bool(close_rows), touch, self.qring,
-                      _NO_LINES if hostl is None else hostl)
+                      _NO_LINES if hostl is None else hostl, self._ls)
             g[G_RECON] = 0
             if g[G_ERR] != ERR_NEED_OPS:
                 return istat

@@ -60,7 +60,7 @@ def _hpop(h, n):
 def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc,
              n_channels, prog,
              par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
-             istat, qring, hostl,
+             istat, qring, hostl, ls,
              start, finish, pred, refpart, acc, err):
     """Time one Program's ops from cycle t0 (see the module docstring); fills start, finish,
     pred (the op that released each), refpart (refresh cycles inside a PIM op), acc = (row hits,
@@ -197,7 +197,7 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
                     g[G_RECON] = 0
                     g[G_RECCAP] = 0
                     _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog[lo[i]:hi[i]], runbuf,
-                         ucounts, opstat, opcnt, istat, n_channels, now, False, 0, qring, hostl)
+                         ucounts, opstat, opcnt, istat, n_channels, now, False, 0, qring, hostl, ls)
                     if g[G_ERR] == ERR_START_BEFORE_FRONT:
                         err[0] = ERR_FRONT
                         err[1] = i

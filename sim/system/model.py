@@ -276,7 +276,7 @@ class SystemModel:
         now = D.dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, self.mode == "serial", t0,
                          self._nrfc, self.n_channels, prog,
                          eng.par, eng.tab, eng.rows, eng.win, eng.last, eng.chs, eng.orow, eng.counts, eng.ring, eng.g,
-                         _NO_REC, runbuf, ucounts, _NO_STAT, eng._opcnt, _NO_STAT, eng.qring, _NO_LINES,
+                         _NO_REC, runbuf, ucounts, _NO_STAT, eng._opcnt, _NO_STAT, eng.qring, _NO_LINES, eng._ls,
                          start, finish, pred, refpart, acc, err)
         if err[0] == D.ERR_ORDER:
             i = int(err[1])
