@@ -52,7 +52,11 @@ T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, T_HOS
 U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
 # g[:] scalars of one call
 (G_RECN, G_RECON, G_RUN_FINISH, G_START, G_ERR, G_ERRV, G_INSTR, G_OPID, G_IDONE, G_OWNER,
- G_RECCAP, G_NOPS, G_DECODE, N_G) = range(14)
+ G_RECCAP, G_NOPS, G_DECODE, G_KEEP, N_G) = range(15)
+# G_KEEP: 1 = leave the lock-step groups standing at the end of the run (followers' counters
+# are brought up to date, their state is not): a caller timing many runs in a row (the system
+# dispatcher) saves dissolving and re-forming the groups per run, and ends with a run of no
+# instructions and G_KEEP = 0, which dissolves them (every channel's state its own again)
 # ls[ch, :] lock-step scratch of one call, kept by the caller: the groups (leader, followers,
 # the leader's last-command cycle when a follower joined), and per leader the counters as they
 # stood when its group last changed (its followers take the growth since, at the next change)
@@ -65,7 +69,10 @@ U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
 
 
 def lockstep_scratch(n_channels: int, n_cmd: int, n_banks: int) -> np.ndarray:
-    return np.zeros((n_channels + 2, max(LS_FOL + n_channels + 3 * n_cmd, n_banks, n_channels)), np.int64)
+    """No groups: every channel its own leader."""
+    ls = np.zeros((n_channels + 2, max(LS_FOL + n_channels + 3 * n_cmd, n_banks, n_channels)), np.int64)
+    ls[:n_channels, LS_LEAD] = np.arange(n_channels)
+    return ls
 
 
 # rec[i, :] one recorded command
@@ -135,9 +142,6 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     bucnt = ls[:nch, LS_FOL + nch + n_cmd:LS_FOL + nch + 2 * n_cmd]  # and this run's counts
     blast = ls[:nch, LS_FOL + nch + 2 * n_cmd:LS_FOL + nch + 3 * n_cmd]  # and last[., ., i_chan]
     n_cells = last.shape[2]
-    for ch in range(nch):
-        lead[ch] = ch
-        nfol[ch] = 0
     floor_dt = par[P_FLOOR]
 
     def earliest(ch, cmd, bank, release):
@@ -460,8 +464,9 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     return False
         return True
 
-    def rebase(r):
-        """Leader r's counters as they stand now: its group's starting point."""
+    def rebase(r, cells):
+        """Leader r's counters (and with `cells` its last-issue cycles) as they stand now: the
+        starting point of what its followers take at the next flush."""
         for c in range(n_cmd):
             bcnt[r, c] = counts[r, c]
             bucnt[r, c] = ucounts[r, c]
@@ -474,8 +479,9 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         ls[r, LS_UIDLE] = run[r, U_IDLE_REFS]
         ls[r, LS_FIN] = NEVER
         ls[r, LS_FIRST] = -1
-        for c in range(n_cmd):
-            blast[r, c] = last[r, c, i_chan]
+        if cells:
+            for c in range(n_cmd):
+                blast[r, c] = last[r, c, i_chan]
 
     def copy_cells(f, r):
         """Follower f takes the last-issue cycles of the commands r issued since its group last
@@ -486,9 +492,10 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                 for k in range(n_cells):
                     last[f, c, k] = last[r, c, k]
 
-    def flush(r):
-        """Before leader r's group changes: each follower takes what r counted since the
-        group last changed (it issued the same commands), and r starts counting afresh."""
+    def flush(r, cells):
+        """Each follower of leader r takes what r counted since the last flush (it issued the
+        same commands), and with `cells` (before the group changes) the last-issue cycles r
+        moved since the group last changed; r starts counting afresh."""
         for j in range(nfol[r]):
             f = fol[r, j]
             for c in range(n_cmd):
@@ -507,8 +514,9 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                 run[f, U_FINISH] = ls[r, LS_FIN]
             if ls[r, LS_FIRST] >= 0 and run[f, U_FIRST] < 0:
                 run[f, U_FIRST] = ls[r, LS_FIRST]
-            copy_cells(f, r)
-        rebase(r)
+            if cells:
+                copy_cells(f, r)
+        rebase(r, cells)
 
     def adopt(f, r):
         """Follower f takes the state it shares with its leader r, right after `flush(r)` (its
@@ -523,6 +531,15 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         if chs[r, C_LAST] != join_last[f]:
             chs[f, C_LAST] = chs[r, C_LAST]
 
+    def dissolve(r):
+        """Leader r's followers take its state (it becomes their own) and leave its group."""
+        flush(r, True)
+        for j in range(nfol[r]):
+            f = fol[r, j]
+            adopt(f, r)
+            lead[f] = f
+        nfol[r] = 0
+
     def regroup(mask, every_ok, t_from):
         """Before an instruction for `mask`: dissolve the groups it splits (followers take their
         leader's state), then let leaders in `mask` whose states are equal join one group
@@ -535,14 +552,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             for j in range(nfol[r]):
                 if (mask >> fol[r, j]) & 1 != inside:
                     split = True
-            if not split:
-                continue
-            flush(r)
-            for j in range(nfol[r]):  # the state a follower shares with its leader becomes its own
-                f = fol[r, j]
-                adopt(f, r)
-                lead[f] = f
-            nfol[r] = 0
+            if split:
+                dissolve(r)
         for ch in range(n_channels):
             if (mask >> ch) & 1 == 0 or lead[ch] != ch:
                 continue
@@ -552,8 +563,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                         or same_state(c2, ch, t_from)):
                     # ch and its followers join c2's group; a follower keeps the last-command
                     # cycle ch gave it, the rest of ch's state is c2's by equivalence
-                    flush(c2)
-                    flush(ch)
+                    flush(c2, True)
+                    flush(ch, True)
                     for j in range(nfol[ch] + 1):
                         f = ch if j == 0 else fol[ch, j - 1]
                         if j > 0 and chs[ch, C_LAST] != join_last[f]:
@@ -604,7 +615,34 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         for c in range(n_cmd):
             ucounts[ch, c] = 0
 
+    # lock step (not with the aim front end's per-channel buffers, nor in a recorded run, the
+    # oracle): groups are formed before the first instruction, trusting the classes the last run
+    # left, and revised where the channel mask or the op changes. Groups a G_KEEP run left
+    # standing count this run afresh; those this run cannot keep (split by the channels it
+    # touches, or lock step off) are dissolved before anything is issued.
+    lockstep = par[P_LOCKSTEP] != 0 and not aim and g[G_RECON] == 0
+    keep_groups = lockstep and g[G_KEEP] != 0
+    for r in range(nch):
+        if lead[r] != r or nfol[r] == 0:
+            continue
+        for c in range(n_cmd):
+            bucnt[r, c] = 0
+        ls[r, LS_UHITS] = 0
+        ls[r, LS_UMISSES] = 0
+        ls[r, LS_UREFS] = 0
+        ls[r, LS_UIDLE] = 0
+        ls[r, LS_FIN] = NEVER
+        ls[r, LS_FIRST] = -1
+        inside = (touched >> r) & 1
+        split = not lockstep
+        for j in range(nfol[r]):
+            if (touched >> fol[r, j]) & 1 != inside:
+                split = True
+        if split:
+            dissolve(r)
+
     # ---- start: per-channel front ends and refresh that fell due while the channel was idle
+    #      (a lock-step follower's refresh is its leader's)
     if start < 0:
         start = 0
         for ch in range(n_channels):
@@ -623,13 +661,9 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         if (touched >> ch) & 1 == 0:
             continue
         chs[ch, C_FRONT] = start
-        while refresh_on and chs[ch, C_DUE] < start:
+        while refresh_on and lead[ch] == ch and chs[ch, C_DUE] < start:
             do_refresh(ch, False, OWNER_IDLE)
 
-    # lock step (not with the aim front end's per-channel buffers, nor in a recorded run, the
-    # oracle): groups are formed before the first instruction, trusting the classes the last run
-    # left, and revised where the channel mask or the op changes
-    lockstep = par[P_LOCKSTEP] != 0 and not aim and g[G_RECON] == 0
     prev_mask = -1
     prev_op = -1
 
@@ -754,15 +788,8 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                     chs[ch, C_FRONT] = d
     g[G_DECODE] = dec
 
-    # ---- followers take their leader's counters and state; the classes record which channels
-    #      ended alike
-    for ch in range(n_channels):
-        if lead[ch] == ch and nfol[ch] > 0:
-            flush(ch)
-    for ch in range(n_channels):
-        r = lead[ch]
-        if r != ch:
-            adopt(ch, r)
+    # ---- the classes record which channels ended alike; followers take their leader's
+    #      counters, and unless the groups stay, its state
     first_free = ls[nch + 1, :nch]  # per old class: its lowest untouched member
     for ch in range(nch):
         first_free[ch] = -1
@@ -774,6 +801,12 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             if first_free[old] < 0:
                 first_free[old] = ch
             chs[ch, C_CLASS] = first_free[old]
+    for ch in range(n_channels):
+        if lead[ch] == ch and nfol[ch] > 0:
+            if keep_groups:
+                flush(ch, False)
+            else:
+                dissolve(ch)
 
 
 # --------------------------------------------------------------------------- Python surface
@@ -1093,6 +1126,7 @@ class Engine:
             g[G_RECN] = 0
             g[G_RECON] = 1 if rec_cap else 0
             g[G_RECCAP] = rec_cap
+            g[G_KEEP] = 0
             _kernel()(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts,
                       self.ring, g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT,
                       self._opcnt, istat, self.n_channels, start, bool(close_rows), touch, self.qring,

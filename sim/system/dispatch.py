@@ -15,7 +15,8 @@ import numpy as np
 from numba import njit
 
 from sim.engine import (
-    ERR_START_BEFORE_FRONT, G_ERR, G_ERRV, G_RECCAP, G_RECN, G_RECON, G_RUN_FINISH, U_HITS, U_MISSES, U_REFS, _run,
+    ERR_START_BEFORE_FRONT, G_ERR, G_ERRV, G_KEEP, G_RECCAP, G_RECN, G_RECON, G_RUN_FINISH, U_HITS, U_MISSES, U_REFS,
+    _run,
 )
 
 KIND_PIM, KIND_ASIC, KIND_IO = 0, 1, 2
@@ -65,7 +66,28 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
     """Time one Program's ops from cycle t0 (see the module docstring); fills start, finish,
     pred (the op that released each), refpart (refresh cycles inside a PIM op), acc = (row hits,
     row misses, refreshes); err = (code, op). Command counts are the caller's: the growth of the
-    engine's totals over the step."""
+    engine's totals over the step.
+
+    The engine's lock-step groups stay standing from one PIM op to the next (G_KEEP) and are
+    dissolved once at the end, also after an error: the engine's state is every channel's own
+    whenever this returns."""
+    g[G_KEEP] = 1
+    now = _dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc, n_channels,
+                    prog, par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
+                    istat, qring, hostl, ls, start, finish, pred, refpart, acc, err)
+    g[G_KEEP] = 0
+    g[G_RECON] = 0
+    _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog[0:0], runbuf, ucounts, opstat, opcnt, istat,
+         n_channels, 0, False, 0, qring, hostl, ls)
+    return now
+
+
+@njit(cache=True, nogil=True)
+def _dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc,
+              n_channels, prog,
+              par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
+              istat, qring, hostl, ls,
+              start, finish, pred, refpart, acc, err):
     n = kind.shape[0]
     all_mask = (1 << n_channels) - 1
     waiting = np.empty(n, np.int64)
