@@ -6,8 +6,11 @@ Programs only (hw_configs/program.py).
 
 Following the paper, the prompt is processed one token at a time: every position 0 .. prompt +
 generated - 1 is one decode step with the KV cache holding the positions before it. Every step
-is timed in full (every PIM op in the engine, refresh on unless turned off); nothing is reused
-across steps except the compiled position-independent part of the Program.
+is timed in full (every PIM op in the engine, refresh on unless turned off). What carries from
+step to step is the compiled position-independent part of the Program and, in the compiled
+dispatcher, the outcome of a PIM op whose block and starting state repeat exactly with no
+refresh falling due inside it (the engine's op memo; the same cycles, counts and state as timing
+it, tests/test_op_memo.py).
 """
 from __future__ import annotations
 

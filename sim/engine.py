@@ -20,6 +20,14 @@ label that a run keeps, splits or, after a state comparison, merges). The compar
 last-issue cycles as equal when both lie further before the run's start than the largest
 constraint, since neither can bind again. `lockstep=False` times every channel; tests show both
 agree on every figure a run reports.
+
+Op memo (the system dispatcher only, `memo` and G_MEMO): a decode step repeats most PIM ops of
+the step before, instruction for instruction. A run of one standing lock-step group whose rows
+are closed stores, relative to its start, the state that can still bind and what the run did;
+a later run of the same block from an equal (clamped) state takes that outcome in O(state)
+instead of timing its commands. Refresh is the only input outside the key: a run that refreshed
+is never stored, and a stored outcome is used only if the next refresh falls due after its last
+command. tests/test_op_memo.py compares it with timing every op, figures and state.
 """
 from __future__ import annotations
 
@@ -52,11 +60,13 @@ T_ALL, T_OPEN, T_CLOSE, T_COL, T_MODE, T_DONE, T_R0, T_R1, T_GAP, T_BURST, T_HOS
 U_FINISH, U_HITS, U_MISSES, U_REFS, U_IDLE_REFS, U_FIRST, N_RUN = range(7)
 # g[:] scalars of one call
 (G_RECN, G_RECON, G_RUN_FINISH, G_START, G_ERR, G_ERRV, G_INSTR, G_OPID, G_IDONE, G_OWNER,
- G_RECCAP, G_NOPS, G_DECODE, G_KEEP, N_G) = range(15)
+ G_RECCAP, G_NOPS, G_DECODE, G_KEEP, G_MEMO, G_MEMO_HITS, N_G) = range(17)
 # G_KEEP: 1 = leave the lock-step groups standing at the end of the run (followers' counters
 # are brought up to date, their state is not): a caller timing many runs in a row (the system
 # dispatcher) saves dissolving and re-forming the groups per run, and ends with a run of no
 # instructions and G_KEEP = 0, which dissolves them (every channel's state its own again)
+# G_MEMO: the memo row of this run (-1: none; see `memo_layout`); G_MEMO_HITS counts the runs
+# served from it
 # ls[ch, :] lock-step scratch of one call, kept by the caller: the groups (leader, followers,
 # the leader's last-command cycle when a follower joined), and per leader the counters as they
 # stood when its group last changed (its followers take the growth since, at the next change)
@@ -73,6 +83,35 @@ def lockstep_scratch(n_channels: int, n_cmd: int, n_banks: int) -> np.ndarray:
     ls = np.zeros((n_channels + 2, max(LS_FOL + n_channels + 3 * n_cmd, n_banks, n_channels)), np.int64)
     ls[:n_channels, LS_LEAD] = np.arange(n_channels)
     return ls
+
+
+# Op memo (the system dispatcher times the same instruction block, an op of the position-
+# independent part of the program, once per decode step): a run of one standing lock-step group
+# (every channel of the run follows one leader) with all rows closed records, relative to its
+# start, the leader's state where it can still bind (the key: mode, last command, finish,
+# last-issue cycles and activation windows clamped at the floor) and what the run did (cycles
+# it moved, counters it grew, the state it left). A later run of that block whose key is equal
+# takes the outcome instead of being timed: exact, because the core is deterministic in that
+# state, provided no refresh falls due before the memo's last command (a run that refreshed is
+# never stored, and refresh is the only other input). memo[row, :]:
+(M_STATE, M_MODE, M_LASTC, M_FIN, M_LAST0, O_LAST, O_FIN, O_FIRST, O_FRONT, O_UNIFORM, O_NOPEN, O_MODE, O_OPEN,
+ O_ACTIVE, O_HITS, O_MISSES, M_FIXED) = range(17)
+# M_MODE .. M_FIN and the key cells are compared; M_LAST0 (the raw last-command cycle before
+# the run) tells moved cells from kept ones; O_* are the outcome, relative to the start
+
+
+@njit(cache=True)
+def memo_layout(n_cmd, n_cells, n_ring, n_banks):
+    """Offsets in a memo row: key cells, key windows, then outcome counts, run counts, open
+    rows, cells, windows; and the row width."""
+    k_cells = M_FIXED
+    k_ring = k_cells + n_cmd * n_cells
+    o_cnt = k_ring + n_ring
+    o_ucnt = o_cnt + n_cmd
+    o_orow = o_ucnt + n_cmd
+    o_cells = o_orow + n_banks
+    o_ring = o_cells + n_cmd * n_cells
+    return k_cells, k_ring, o_cnt, o_ucnt, o_orow, o_cells, o_ring, o_ring + n_ring
 
 
 # rec[i, :] one recorded command
@@ -105,7 +144,7 @@ QK_AIM, QK_HOST_RW = 1, 2  # request kinds: AiM buffer vs read/write buffers (ex
 
 @njit(cache=True, nogil=True)
 def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, ucounts, opstat, opcnt,
-         istat, n_channels, start, close_rows, touch, qring, hostl, ls):
+         istat, n_channels, start, close_rows, touch, qring, hostl, ls, memo):
     nb = par[P_NB]
     bpg = par[P_BPG]
     i_all = nb + par[P_NG]
@@ -589,11 +628,138 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
             done = t + tab[c_pre_all, T_DONE]
         return done
 
+    n_ring = ring.shape[1] * ring.shape[2]
+    k_cells, k_ring, o_cnt, o_ucnt, o_orow, o_cells, o_ring, _w = memo_layout(n_cmd, n_cells, n_ring, nb)
+    rw = ring.shape[2]
+
+    def memo_key(r, t0, m):
+        """Row m: leader r's key at the run's start t0, and the bases its outcome is measured from."""
+        lo = t0 - floor_dt
+        memo[m, M_MODE] = chs[r, C_MODE]
+        memo[m, M_LASTC] = max(chs[r, C_LAST], t0 - issue_gap) - t0  # issue_gap after it: t0 at most
+        memo[m, M_FIN] = max(chs[r, C_FINISH], t0) - t0  # a barrier's release is t0 at least
+        memo[m, M_LAST0] = chs[r, C_LAST]
+        for c in range(n_cmd):
+            for k in range(n_cells):
+                memo[m, k_cells + c * n_cells + k] = max(last[r, c, k], lo) - t0
+        for w in range(ring.shape[1]):
+            for k in range(rw):
+                v = ring[r, w, k]
+                if k < wmax:
+                    v = max(v, lo) - t0
+                elif k == wmax + 1:
+                    v = min(v, win[w, W_SIZE])
+                    memo[m, o_ring + w * rw + k] = -ring[r, w, k]
+                memo[m, k_ring + w * rw + k] = v
+        memo[m, O_ACTIVE] = -chs[r, C_ACTIVE]
+        memo[m, O_HITS] = -chs[r, C_HITS]
+        memo[m, O_MISSES] = -chs[r, C_MISSES]
+        for c in range(n_cmd):
+            memo[m, o_cnt + c] = -counts[r, c]
+            memo[m, o_ucnt + c] = -ucounts[r, c]
+
+    def memo_match(s, m):
+        for k in range(M_MODE, M_LAST0):
+            if memo[s, k] != memo[m, k]:
+                return False
+        for k in range(k_cells, o_cnt):
+            if memo[s, k] != memo[m, k]:
+                return False
+        return True
+
+    def memo_outcome(r, t0, m):
+        """Row m (its key taken by memo_key): what the run from t0 did to leader r."""
+        c0 = memo[m, M_LAST0]  # every cycle the run wrote is later; every other is not
+        memo[m, O_LAST] = chs[r, C_LAST] - t0
+        memo[m, O_FIN] = run[r, U_FINISH] - t0
+        memo[m, O_FIRST] = run[r, U_FIRST] - t0
+        memo[m, O_FRONT] = chs[r, C_FRONT] - t0
+        memo[m, O_UNIFORM] = chs[r, C_UNIFORM]
+        memo[m, O_NOPEN] = chs[r, C_NOPEN]
+        memo[m, O_MODE] = chs[r, C_MODE]
+        v = chs[r, C_OPEN_SINCE]  # set by the run's last activate, if any
+        memo[m, O_OPEN] = v - t0 if v > c0 else NEVER
+        memo[m, O_ACTIVE] += chs[r, C_ACTIVE]
+        memo[m, O_HITS] += chs[r, C_HITS]
+        memo[m, O_MISSES] += chs[r, C_MISSES]
+        for c in range(n_cmd):
+            memo[m, o_cnt + c] += counts[r, c]
+            memo[m, o_ucnt + c] += ucounts[r, c]
+            for k in range(n_cells):
+                v = last[r, c, k]
+                memo[m, o_cells + c * n_cells + k] = v - t0 if v > c0 else NEVER
+        for b in range(nb):
+            memo[m, o_orow + b] = orow[r, b]
+        for w in range(ring.shape[1]):
+            for k in range(rw):
+                v = ring[r, w, k]
+                if k < wmax:
+                    v = v - t0 if v > c0 else NEVER
+                elif k == wmax + 1:
+                    v += memo[m, o_ring + w * rw + k]  # the entries added
+                memo[m, o_ring + w * rw + k] = v
+
+    def memo_apply(r, t0, s, mask):
+        """Leader r (its group: the channels of `mask`) takes the outcome of memo row s from t0,
+        as the timed run would have left it."""
+        for c in range(n_cmd):
+            counts[r, c] += memo[s, o_cnt + c]
+            ucounts[r, c] += memo[s, o_ucnt + c]
+            for k in range(n_cells):
+                v = memo[s, o_cells + c * n_cells + k]
+                if v != NEVER:
+                    last[r, c, k] = t0 + v
+        for b in range(nb):
+            orow[r, b] = memo[s, o_orow + b]
+        for w in range(ring.shape[1]):
+            for k in range(rw):
+                v = memo[s, o_ring + w * rw + k]
+                if k < wmax:
+                    if v != NEVER:
+                        ring[r, w, k] = t0 + v
+                elif k == wmax:
+                    ring[r, w, k] = v
+                else:
+                    ring[r, w, k] += v
+        chs[r, C_HITS] += memo[s, O_HITS]
+        chs[r, C_MISSES] += memo[s, O_MISSES]
+        run[r, U_HITS] += memo[s, O_HITS]
+        run[r, U_MISSES] += memo[s, O_MISSES]
+        chs[r, C_LAST] = t0 + memo[s, O_LAST]
+        chs[r, C_UNIFORM] = memo[s, O_UNIFORM]
+        chs[r, C_NOPEN] = memo[s, O_NOPEN]
+        chs[r, C_MODE] = memo[s, O_MODE]
+        d = t0 + memo[s, O_FIN]
+        first = t0 + memo[s, O_FIRST]
+        if d > chs[r, C_FINISH]:
+            chs[r, C_FINISH] = d
+        if d > run[r, U_FINISH]:
+            run[r, U_FINISH] = d
+        if run[r, U_FIRST] < 0:
+            run[r, U_FIRST] = first
+        if nfol[r] > 0:
+            if d > ls[r, LS_FIN]:
+                ls[r, LS_FIN] = d
+            if ls[r, LS_FIRST] < 0:
+                ls[r, LS_FIRST] = first
+        if d > g[G_RUN_FINISH]:
+            g[G_RUN_FINISH] = d
+        for ch in range(nch):  # what the run writes on every channel of the group
+            if (mask >> ch) & 1 == 0:
+                continue
+            chs[ch, C_FRONT] = t0 + memo[s, O_FRONT]
+            chs[ch, C_ACTIVE] += memo[s, O_ACTIVE]
+            if memo[s, O_OPEN] != NEVER:
+                chs[ch, C_OPEN_SINCE] = t0 + memo[s, O_OPEN]
+
     # ---- buffers of this call (preallocated by the caller, reused across calls)
     touched = touch
     n_ops = 0
+    one_mask = True  # every instruction addresses the same channels
     for i in range(prog.shape[0]):
         touched |= prog[i, F_CHMASK]
+        if prog[i, F_CHMASK] != prog[0, F_CHMASK]:
+            one_mask = False
         if prog[i, F_OPID] >= n_ops:
             n_ops = prog[i, F_OPID] + 1
     if want_ops and n_ops > opstat.shape[0]:  # before any state changes: the caller grows the buffers
@@ -664,6 +830,33 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
         while refresh_on and lead[ch] == ch and chs[ch, C_DUE] < start:
             do_refresh(ch, False, OWNER_IDLE)
 
+    # ---- the op memo: one standing group whose rows are closed, from a caller that keeps
+    #      groups (the dispatcher), in a run that reports no per-op or per-instruction figures
+    slot = g[G_MEMO]
+    scratch = memo.shape[0] - 1
+    memo_on = False
+    memo_hit = False
+    r0 = -1
+    if (0 <= slot < scratch and keep_groups and one_mask and touch == 0 and prog.shape[0] > 0 and not close_rows
+            and not want_ops and not want_instr):
+        members = 0
+        for ch in range(nch):
+            if (touched >> ch) & 1:
+                if r0 < 0:
+                    r0 = ch
+                if lead[ch] != r0:
+                    members = -nch
+                members += 1
+        memo_on = (members > 0 and lead[r0] == r0 and nfol[r0] == members - 1 and chs[r0, C_NOPEN] == 0
+                   and chs[r0, C_LAST] < start)
+    if memo_on:
+        memo_key(r0, start, scratch)
+        if (memo[slot, M_STATE] != 0 and (not refresh_on or chs[r0, C_DUE] - start > memo[slot, O_LAST])
+                and memo_match(slot, scratch)):
+            memo_apply(r0, start, slot, touched)
+            memo_hit = True
+            g[G_MEMO_HITS] += 1
+
     prev_mask = -1
     prev_op = -1
 
@@ -672,7 +865,7 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
     g[G_OWNER] = OWNER_PROGRAM
     n_instr = prog.shape[0]
     dec = start  # aim front end: the cycle its decoder takes the next line
-    for i in range(n_instr + 1):
+    for i in range(0 if memo_hit else n_instr + 1):
         if i < n_instr:
             op = prog[i, F_OP]
             mask = prog[i, F_CHMASK]
@@ -787,6 +980,11 @@ def _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog, run, 
                 if (mask >> ch) & 1 and d > chs[ch, C_FRONT]:
                     chs[ch, C_FRONT] = d
     g[G_DECODE] = dec
+    if memo_on and not memo_hit and run[r0, U_REFS] == 0 and chs[r0, C_LAST] != memo[scratch, M_LAST0]:
+        memo_outcome(r0, start, scratch)  # stored: no refresh inside, at least one command
+        for k in range(memo.shape[1]):
+            memo[slot, k] = memo[scratch, k]
+        memo[slot, M_STATE] = 1
 
     # ---- the classes record which channels ended alike; followers take their leader's
     #      counters, and unless the groups stay, its state
@@ -886,6 +1084,7 @@ _INT64 = np.dtype(np.int64)
 _NO_REC = np.zeros((0, N_REC), np.int64)
 _NO_STAT = np.zeros((0, 2), np.int64)
 _NO_LINES = np.zeros(0, np.int64)
+_NO_MEMO = np.zeros((0, 1), np.int64)
 _NO_INSTRUCTIONS = np.zeros((0, N_FIELDS), np.int64)
 
 
@@ -1099,6 +1298,12 @@ class Engine:
         open_now = chs[:, C_NOPEN] > 0
         return chs[:, C_ACTIVE] + np.where(open_now, np.maximum(until - chs[:, C_OPEN_SINCE], 0), 0)
 
+    def memo(self, n_slots: int) -> np.ndarray:
+        """An empty op memo of `n_slots` rows (and the scratch row) for the system dispatcher."""
+        n_ring = self.ring.shape[1] * self.ring.shape[2]
+        width = memo_layout(self.n_cmd, self.last.shape[2], n_ring, self.cfg.dram.banks_per_channel)[-1]
+        return np.zeros((n_slots + 1, width), np.int64)
+
     def snapshot(self) -> tuple:
         """A copy of the whole device state; `restore` puts it back."""
         return tuple(a.copy() for a in (self.last, self.chs, self.orow, self.counts, self.ring, self.qring))
@@ -1127,10 +1332,11 @@ class Engine:
             g[G_RECON] = 1 if rec_cap else 0
             g[G_RECCAP] = rec_cap
             g[G_KEEP] = 0
+            g[G_MEMO] = -1
             _kernel()(self.par, self.tab, self.rows, self.win, self.last, self.chs, self.orow, self.counts,
                       self.ring, g, rec, prog, self._runbuf, self._ucounts, self._opstat if want_ops else _NO_STAT,
                       self._opcnt, istat, self.n_channels, start, bool(close_rows), touch, self.qring,
-                      _NO_LINES if hostl is None else hostl, self._ls)
+                      _NO_LINES if hostl is None else hostl, self._ls, _NO_MEMO)
             g[G_RECON] = 0
             if g[G_ERR] != ERR_NEED_OPS:
                 return istat

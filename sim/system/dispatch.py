@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from sim.engine import (
-    ERR_START_BEFORE_FRONT, G_ERR, G_ERRV, G_KEEP, G_RECCAP, G_RECN, G_RECON, G_RUN_FINISH, U_HITS, U_MISSES, U_REFS,
+    ERR_START_BEFORE_FRONT, G_ERR, G_ERRV, G_KEEP, G_MEMO, G_RECCAP, G_RECN, G_RECON, G_RUN_FINISH, U_HITS, U_MISSES, U_REFS,
     _run,
 )
 
@@ -61,7 +61,7 @@ def _hpop(h, n):
 def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc,
              n_channels, prog,
              par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
-             istat, qring, hostl, ls,
+             istat, qring, hostl, ls, memo,
              start, finish, pred, refpart, acc, err):
     """Time one Program's ops from cycle t0 (see the module docstring); fills start, finish,
     pred (the op that released each), refpart (refresh cycles inside a PIM op), acc = (row hits,
@@ -70,15 +70,17 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
 
     The engine's lock-step groups stay standing from one PIM op to the next (G_KEEP) and are
     dissolved once at the end, also after an error: the engine's state is every channel's own
-    whenever this returns."""
+    whenever this returns. `memo` (Engine.memo, a row per op; no rows: off) keeps each op's
+    timing for the next step to reuse where its starting state repeats (sim/engine.py)."""
     g[G_KEEP] = 1
     now = _dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc, n_channels,
                     prog, par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
-                    istat, qring, hostl, ls, start, finish, pred, refpart, acc, err)
+                    istat, qring, hostl, ls, memo, start, finish, pred, refpart, acc, err)
     g[G_KEEP] = 0
     g[G_RECON] = 0
+    g[G_MEMO] = -1
     _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog[0:0], runbuf, ucounts, opstat, opcnt, istat,
-         n_channels, 0, False, 0, qring, hostl, ls)
+         n_channels, 0, False, 0, qring, hostl, ls, memo)
     return now
 
 
@@ -86,7 +88,7 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
 def _dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, serial, t0, nrfc,
               n_channels, prog,
               par, tab, rows, win, last, chs, orow, counts, ring, g, rec, runbuf, ucounts, opstat, opcnt,
-              istat, qring, hostl, ls,
+              istat, qring, hostl, ls, memo,
               start, finish, pred, refpart, acc, err):
     n = kind.shape[0]
     all_mask = (1 << n_channels) - 1
@@ -218,8 +220,9 @@ def _dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, s
                     g[G_RECN] = 0
                     g[G_RECON] = 0
                     g[G_RECCAP] = 0
+                    g[G_MEMO] = i  # op i's memo row (a memo of no rows: none)
                     _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog[lo[i]:hi[i]], runbuf,
-                         ucounts, opstat, opcnt, istat, n_channels, now, False, 0, qring, hostl, ls)
+                         ucounts, opstat, opcnt, istat, n_channels, now, False, 0, qring, hostl, ls, memo)
                     if g[G_ERR] == ERR_START_BEFORE_FRONT:
                         err[0] = ERR_FRONT
                         err[1] = i

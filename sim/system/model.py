@@ -37,7 +37,7 @@ import simpy
 from hw_configs.isa import N_FIELDS
 from hw_configs.program import TAGS, AsicOp, IoOp, PimOp, Program
 from sim.config import ConfigError, HardwareConfig
-from sim.engine import _NO_LINES, _NO_REC, _NO_STAT, Engine
+from sim.engine import _NO_LINES, _NO_MEMO, _NO_REC, _NO_STAT, G_MEMO_HITS, M_STATE, Engine
 from sim.system import dispatch as D
 from sim.system.asic import AsicModel
 from sim.system.energy import EnergyModel
@@ -168,7 +168,7 @@ class SystemModel:
     (the engine's bank state, refresh phase and open rows carry from step to step)."""
 
     def __init__(self, cfg: HardwareConfig, mode: str = "overlap", front_end: str = "pim-gpt",
-                 refresh: bool | None = None, kernel: str = "compiled"):
+                 refresh: bool | None = None, kernel: str = "compiled", memo: bool = True):
         if kernel not in KERNELS:
             raise ConfigError("--kernel", "kernel", f"unknown dispatcher '{kernel}'; expected one of {', '.join(KERNELS)}")
         if mode not in MODES:
@@ -196,6 +196,10 @@ class SystemModel:
         self._asic_cache: dict[tuple, tuple[int, float]] = {}
         self._last_graph: _Graph | None = None
         self._nrfc = self.engine.nrfc
+        # the compiled dispatcher's op memo (sim/engine.py), a row per op of the last graph; an op
+        # that changed from one step to the next loses its row
+        self.use_memo = memo
+        self._memo = _NO_MEMO
 
     # ---- per-op durations (cached where the op's shape decides everything)
     def _asic(self, op: AsicOp) -> tuple[int, float]:
@@ -251,9 +255,17 @@ class SystemModel:
             changed = [i for i, (a, b) in enumerate(zip(prev.ops, ops)) if a is not b]
             if all(ops[i].deps == prev.ops[i].deps for i in changed):
                 self._last_graph = prev.updated(ops, changed, self._op_info)
+                if len(self._memo):
+                    self._memo[changed, M_STATE] = 0
                 return self._last_graph
         self._last_graph = _Graph.build(ops, self._op_info)
+        self._memo = self.engine.memo(len(ops)) if self.use_memo else _NO_MEMO
         return self._last_graph
+
+    @property
+    def memo_hits(self) -> int:
+        """PIM ops so far whose timing the compiled dispatcher took from its op memo."""
+        return int(self.engine.g[G_MEMO_HITS])
 
     def _time_compiled(self, program: Program, t0: int):
         ops = program.ops
@@ -277,7 +289,7 @@ class SystemModel:
                          self._nrfc, self.n_channels, prog,
                          eng.par, eng.tab, eng.rows, eng.win, eng.last, eng.chs, eng.orow, eng.counts, eng.ring, eng.g,
                          _NO_REC, runbuf, ucounts, _NO_STAT, eng._opcnt, _NO_STAT, eng.qring, _NO_LINES, eng._ls,
-                         start, finish, pred, refpart, acc, err)
+                         self._memo, start, finish, pred, refpart, acc, err)
         if err[0] == D.ERR_ORDER:
             i = int(err[1])
             raise ValueError(f"op {i} ({ops[i].name}) depends on a later op")
