@@ -107,6 +107,9 @@ class _Graph:
         self.dep_ptr, self.dep_idx, self.succ_ptr, self.succ_idx = dep_ptr, dep_idx, succ_ptr, succ_idx
         self.lo, self.hi = lo, hi
         self.instructions = instructions
+        # the ops' identities, for comparing the next step's ops in one array operation (`ops`
+        # keeps them alive, so no identity is reused while this graph exists)
+        self.op_ids = np.fromiter(map(id, ops), np.int64, len(ops))
 
     @staticmethod
     def build(ops, info) -> "_Graph":
@@ -157,8 +160,15 @@ class _Graph:
         else:
             hi = np.cumsum(new_lens)
             lo = hi - new_lens
-            blocks = [op.instructions for op in ops if isinstance(op, PimOp)]
-            prog = np.concatenate(blocks) if blocks else np.zeros((0, N_FIELDS), np.int64)
+            # the unchanged stretches of the old array and the changed ops' blocks, in op order
+            pieces, at = [], 0  # at: the old array's next instruction not yet taken
+            for i in changed:  # op i's old block: old[lo[i]:hi[i]] (empty unless it was a PimOp)
+                pieces.append(self.instructions[at:self.lo[i]])
+                at = int(self.hi[i])
+                if new_lens[i]:
+                    pieces.append(ops[i].instructions)
+            pieces.append(self.instructions[at:])
+            prog = np.concatenate(pieces)
         return _Graph(tuple(ops), kind, chmask, dur, tags, pj, nbytes, self.dep_ptr, self.dep_idx, self.succ_ptr,
                       self.succ_idx, lo, hi, prog)
 
@@ -252,7 +262,7 @@ class SystemModel:
         in number, or whose dependencies differ, is built from scratch."""
         prev = self._last_graph
         if prev is not None and len(prev.ops) == len(ops):
-            changed = [i for i, (a, b) in enumerate(zip(prev.ops, ops)) if a is not b]
+            changed = np.flatnonzero(np.fromiter(map(id, ops), np.int64, len(ops)) != prev.op_ids).tolist()
             if all(ops[i].deps == prev.ops[i].deps for i in changed):
                 self._last_graph = prev.updated(ops, changed, self._op_info)
                 if len(self._memo):
@@ -266,7 +276,6 @@ class SystemModel:
     def memo_hits(self) -> int:
         """PIM ops so far whose timing the compiled dispatcher took from its op memo."""
         return int(self.engine.g[G_MEMO_HITS])
-
     def _time_compiled(self, program: Program, t0: int):
         ops = program.ops
         n = len(ops)
