@@ -88,6 +88,12 @@ def _link_bytes_per_cycle(cfg: HardwareConfig) -> float:
 
 
 
+def _op_ids(ops) -> np.ndarray:
+    """The ops' identities: the next step's ops are compared with them in one array operation
+    (a graph keeps its ops alive, so no identity is reused while it exists)."""
+    return np.fromiter(map(id, ops), np.int64, len(ops))
+
+
 class _Graph:
     """One step's op graph as the flat arrays of the compiled dispatcher (CSR dependencies and
     successors, per-op kind, channel mask, fixed duration, tag, instruction range) and the PIM
@@ -98,7 +104,7 @@ class _Graph:
     instructions) never sees them change."""
 
     def __init__(self, ops, kind, chmask, dur, tags, pj, nbytes, dep_ptr, dep_idx, succ_ptr, succ_idx, lo, hi,
-                 instructions):
+                 instructions, op_ids=None):
         self.ops = ops
         self.kind, self.chmask, self.dur, self.tags = kind, chmask, dur, tags
         self.pj, self.nbytes = pj, nbytes                      # [n] per op, for the sums below
@@ -107,9 +113,7 @@ class _Graph:
         self.dep_ptr, self.dep_idx, self.succ_ptr, self.succ_idx = dep_ptr, dep_idx, succ_ptr, succ_idx
         self.lo, self.hi = lo, hi
         self.instructions = instructions
-        # the ops' identities, for comparing the next step's ops in one array operation (`ops`
-        # keeps them alive, so no identity is reused while this graph exists)
-        self.op_ids = np.fromiter(map(id, ops), np.int64, len(ops))
+        self.op_ids = _op_ids(ops) if op_ids is None else op_ids
 
     @staticmethod
     def build(ops, info) -> "_Graph":
@@ -137,11 +141,13 @@ class _Graph:
                       np.ascontiguousarray(cols[:, 2]), np.ascontiguousarray(cols[:, 3]), pj, nbytes,
                       dep_ptr, dep_idx, succ_ptr, succ_idx, lo, hi, prog)
 
-    def updated(self, ops, changed: list[int], info) -> "_Graph":
-        """The graph of `ops`, which equal this graph's ops except at `changed` (same dependencies)."""
+    def updated(self, ops, changed: list[int], info, op_ids: np.ndarray) -> "_Graph":
+        """The graph of `ops` (identities `op_ids`), which equal this graph's ops except at
+        `changed` (same dependencies)."""
         if not changed:
             return _Graph(tuple(ops), self.kind, self.chmask, self.dur, self.tags, self.pj, self.nbytes,
-                          self.dep_ptr, self.dep_idx, self.succ_ptr, self.succ_idx, self.lo, self.hi, self.instructions)
+                          self.dep_ptr, self.dep_idx, self.succ_ptr, self.succ_idx, self.lo, self.hi, self.instructions,
+                          op_ids)
         kind, chmask, dur, tags = self.kind.copy(), self.chmask.copy(), self.dur.copy(), self.tags.copy()
         pj, nbytes = self.pj.copy(), self.nbytes.copy()
         lens = self.hi - self.lo
@@ -170,7 +176,7 @@ class _Graph:
             pieces.append(self.instructions[at:])
             prog = np.concatenate(pieces)
         return _Graph(tuple(ops), kind, chmask, dur, tags, pj, nbytes, self.dep_ptr, self.dep_idx, self.succ_ptr,
-                      self.succ_idx, lo, hi, prog)
+                      self.succ_idx, lo, hi, prog, op_ids)
 
 
 class SystemModel:
@@ -262,9 +268,10 @@ class SystemModel:
         in number, or whose dependencies differ, is built from scratch."""
         prev = self._last_graph
         if prev is not None and len(prev.ops) == len(ops):
-            changed = np.flatnonzero(np.fromiter(map(id, ops), np.int64, len(ops)) != prev.op_ids).tolist()
+            ids = _op_ids(ops)
+            changed = np.flatnonzero(ids != prev.op_ids).tolist()
             if all(ops[i].deps == prev.ops[i].deps for i in changed):
-                self._last_graph = prev.updated(ops, changed, self._op_info)
+                self._last_graph = prev.updated(ops, changed, self._op_info, ids)
                 if len(self._memo):
                     self._memo[changed, M_STATE] = 0
                 return self._last_graph
@@ -276,6 +283,7 @@ class SystemModel:
     def memo_hits(self) -> int:
         """PIM ops so far whose timing the compiled dispatcher took from its op memo."""
         return int(self.engine.g[G_MEMO_HITS])
+
     def _time_compiled(self, program: Program, t0: int):
         ops = program.ops
         n = len(ops)
