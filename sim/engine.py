@@ -1255,7 +1255,11 @@ class Engine:
         self.orow = np.full((c, b), -1, np.int64)
         self.counts = np.zeros((c, n_cmd), np.int64)
         wmax = int(self.par[P_WMAX])
+        # per window: wmax entry cycles, then the next slot and the entries written; an unwritten
+        # entry is NEVER like every other cycle of the state, so that the op memo, which keeps the
+        # entries later than the run's start, never mistakes one for a cycle the run wrote
         self.ring = np.zeros((c, self.win.shape[0], wmax + 2), np.int64)
+        self.ring[:, :, :wmax] = NEVER
         self.qring = np.full((c, AIM_QUEUE_ENTRIES + 1), NEVER, np.int64)  # aim front end buffers
         self.g = np.zeros(N_G, np.int64)
         self._runbuf = np.zeros((c, N_RUN), np.int64)

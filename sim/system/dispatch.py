@@ -79,8 +79,10 @@ def dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, se
     g[G_KEEP] = 0
     g[G_RECON] = 0
     g[G_MEMO] = -1
+    # the engine's scalars as typed values, not constants: a literal 0 or False would make numba
+    # compile _run once more for that call site (minutes each)
     _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog[0:0], runbuf, ucounts, opstat, opcnt, istat,
-         n_channels, 0, False, 0, qring, hostl, ls, memo)
+         n_channels, np.int64(0), np.bool_(False), np.int64(0), qring, hostl, ls, memo)
     return now
 
 
@@ -222,7 +224,8 @@ def _dispatch(kind, chmask, dur, lo, hi, dep_ptr, dep_idx, succ_ptr, succ_idx, s
                     g[G_RECCAP] = 0
                     g[G_MEMO] = i  # op i's memo row (a memo of no rows: none)
                     _run(par, tab, rows, win, last, chs, orow, counts, ring, g, rec, prog[lo[i]:hi[i]], runbuf,
-                         ucounts, opstat, opcnt, istat, n_channels, now, False, 0, qring, hostl, ls, memo)
+                         ucounts, opstat, opcnt, istat, n_channels, now, np.bool_(False), np.int64(0), qring, hostl,
+                         ls, memo)
                     if g[G_ERR] == ERR_START_BEFORE_FRONT:
                         err[0] = ERR_FRONT
                         err[1] = i
